@@ -1,0 +1,71 @@
+# advd - adversarial-training service.
+#
+#   make            build bin/ (installs missing Debian packages first, as root)
+#   make check      build and run every Check test
+#   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make bench      side-by-side throughput against ../shared/peers/torch_peer.py
+#   make deps       install missing Debian packages
+#   PORTABLE=1      build for any x86-64-v3 machine instead of -march=native
+
+CC       ?= cc
+PORTABLE ?= 0
+BUILD    ?= build
+BIN      ?= bin
+SAN      ?=
+
+ifeq ($(PORTABLE),1)
+ARCH := -march=x86-64-v3
+else
+ARCH := -march=native
+endif
+
+PKGS     := libpng zlib check
+CFLAGS   ?= -O2 -g
+CFLAGS   += $(ARCH) -std=gnu11 -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter \
+            -I. -Icore $(SAN) $(shell pkg-config --cflags libpng zlib 2>/dev/null)
+LDFLAGS  += -fopenmp $(SAN)
+CORE_LIBS := $(shell pkg-config --libs libpng zlib 2>/dev/null) -lopenblas -lm
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+CORE_SRC := $(wildcard core/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check check-asan bench clean
+all: deps $(BIN)/advbench
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard core/*.h) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcore.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BIN)/advbench: $(BUILD)/tools/advbench.o $(BUILD)/libcore.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) $(CHECK_LIBS) -o $@
+
+# Each test file is its own Check program; all of them run even if one fails.
+check: deps $(TEST_BIN)
+	@fail=0; for t in $(TEST_BIN); do \
+	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ./$$t || fail=1; \
+	done; exit $$fail
+
+check-asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/bin \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    CFLAGS="-O1 -g" check
+
+bench: deps $(BIN)/advbench
+	@sh scripts/deps.sh bench
+	sh scripts/bench.sh
+
+clean:
+	rm -rf build build-asan bin

@@ -1,0 +1,36 @@
+/*
+ * common.c - error formatting and aligned allocation (see common.h).
+ */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int core_errf(char *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, CORE_ERRLEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void *core_alloc(size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (p)
+        memset(p, 0, rounded);
+    return p;
+}
+
+void core_free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,79 @@
+/*
+ * layers.h - the layer kinds of a model and their forward/backward passes.
+ *
+ * Every pass works on a whole batch of n examples in NCHW order. Backward
+ * passes take dy (gradient of the loss with respect to the layer's output)
+ * and produce dx (with respect to its input; attacks need it all the way down
+ * to the pixels) and, when asked, accumulate (+=) the parameter gradients.
+ *
+ * Parameters are not owned by layers: a layer holds offsets into the model's
+ * single parameter buffer and single gradient buffer (see model.h), and the
+ * passes receive those two base pointers.
+ */
+#ifndef CORE_LAYERS_H
+#define CORE_LAYERS_H
+
+#include "common.h"
+
+typedef enum {
+    CORE_LAYER_CONV,
+    CORE_LAYER_RELU,
+    CORE_LAYER_MAXPOOL,
+    CORE_LAYER_AVGPOOL,
+    CORE_LAYER_GAP,      /* global average pool: C x H x W -> C x 1 x 1 */
+    CORE_LAYER_FLATTEN,  /* C x H x W -> (C*H*W) x 1 x 1, no copy of data */
+    CORE_LAYER_FC,
+    CORE_LAYER_RES       /* relu(x + conv_b(relu(conv_a(x)))), 3x3 pad 1 */
+} core_layer_kind;
+
+/* A convolution: weight cout x cin x k x k (PyTorch's layout), bias cout. */
+typedef struct {
+    int cin, cout, k, stride, pad;
+    core_shape in, out;
+    size_t w_off, b_off;   /* into the model's parameter/gradient buffers */
+    float *col;            /* im2col of the last forward input, kept for dW:
+                              (cin*k*k) rows x (n*out.h*out.w) columns */
+} core_conv;
+
+/* Scratch shared by all convolutions of a model, sized for the largest. */
+typedef struct {
+    float *tmp;   /* cout x (n*P): GEMM output in forward, dy reordered in backward */
+    float *dcol;  /* (cin*k*k) x (n*P): gradient of the im2col matrix */
+} core_conv_scratch;
+
+typedef struct {
+    core_layer_kind kind;
+    core_shape in, out;
+    char name[16];       /* index in the equivalent PyTorch nn.Sequential */
+    int pool, stride;    /* MAXPOOL / AVGPOOL window and stride */
+    core_conv conv[2];   /* CONV uses conv[0]; RES uses conv[0] (a), conv[1] (b) */
+    size_t w_off, b_off; /* FC: weight out x in, bias out */
+    /* Per-batch buffers (allocated by core_model_reserve). */
+    float *y;            /* output, n * out (FLATTEN aliases its input) */
+    int *argmax;         /* MAXPOOL: input index of each output */
+    float *r;            /* RES: relu(conv_a(x)) */
+    float *dr;           /* RES: gradient scratch of the same size */
+} core_layer;
+
+/* Convolution (conv.c). x: n * in; y: n * out. dx may be NULL. */
+size_t core_conv_col_size(const core_conv *c, int n);
+size_t core_conv_tmp_size(const core_conv *c, int n);
+void core_conv_forward(core_conv *c, const float *params, const float *x,
+                       float *y, int n, core_conv_scratch *s);
+void core_conv_backward(core_conv *c, const float *params, float *grads,
+                        const float *dy, float *dx, int n, int param_grads,
+                        core_conv_scratch *s);
+
+/* Element-wise and pooling layers (layers.c). */
+void core_relu_forward(const float *x, float *y, size_t len);
+/* dx = dy where y > 0; dx may alias dy. */
+void core_relu_backward(const float *y, const float *dy, float *dx, size_t len);
+void core_maxpool_forward(const core_layer *l, const float *x, float *y, int *argmax, int n);
+void core_maxpool_backward(const core_layer *l, const float *dy, const int *argmax, float *dx, int n);
+void core_avgpool_forward(const core_layer *l, const float *x, float *y, int n);
+void core_avgpool_backward(const core_layer *l, const float *dy, float *dx, int n);
+void core_fc_forward(const core_layer *l, const float *params, const float *x, float *y, int n);
+void core_fc_backward(const core_layer *l, const float *params, float *grads,
+                      const float *x, const float *dy, float *dx, int n, int param_grads);
+
+#endif

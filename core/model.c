@@ -1,0 +1,581 @@
+/*
+ * model.c - parsing a model spec into layers, the parameter buffer and its
+ * named views, batch buffers, and the forward and backward passes.
+ */
+#include "model.h"
+
+#include "rng.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- presets ---------------------------------------------------------- */
+
+static const struct {
+    const char *name, *body;
+} presets[] = {
+    {"cnn-small", "conv32k3p1 relu maxpool2 conv64k3p1 relu maxpool2 fc128 relu"},
+    {"madry", "conv32k5p2 relu maxpool2 conv64k5p2 relu maxpool2 fc1024 relu"},
+    {"resnet-tiny", "conv16k3p1 relu res16 res16 conv32k3s2p1 relu res32 res32 gap"},
+};
+
+const char *core_model_preset(const char *name, int nclass, char *buf, size_t len)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(name, presets[i].name) == 0) {
+            snprintf(buf, len, "%s fc%d", presets[i].body, nclass);
+            return buf;
+        }
+    return NULL;
+}
+
+/* ---- tokens ----------------------------------------------------------- */
+
+/* A token is a word, an optional number, then options letter+number:
+ * "conv32k3p1" -> word "conv", num 32, opt['k'] = 3, opt['p'] = 1. */
+typedef struct {
+    char word[16];
+    long num;        /* -1 when absent */
+    long opt[26];    /* -1 when absent */
+} token;
+
+static int parse_number(const char **s, long *out)
+{
+    if (!isdigit((unsigned char)**s))
+        return -1;
+    char *end;
+    *out = strtol(*s, &end, 10);
+    *s = end;
+    return *out > 100000 ? -1 : 0;
+}
+
+static int token_parse(const char *text, token *t, char *err)
+{
+    const char *s = text;
+    size_t w = 0;
+    memset(t->opt, 0xff, sizeof t->opt);
+    t->num = -1;
+    while (isalpha((unsigned char)*s) || *s == '-') {
+        if (w + 1 >= sizeof t->word)
+            return core_errf(err, "unknown layer '%s'", text);
+        t->word[w++] = *s++;
+    }
+    t->word[w] = 0;
+    if (isdigit((unsigned char)*s) && parse_number(&s, &t->num))
+        return core_errf(err, "'%s': number too large", text);
+    while (*s) {
+        int letter = *s++;
+        long v;
+        if (!islower(letter) || parse_number(&s, &v))
+            return core_errf(err, "'%s': cannot read option at '%s'", text, s - 1);
+        t->opt[letter - 'a'] = v;
+    }
+    return 0;
+}
+
+/* Fail when the token carries options other than those in allowed. */
+static int token_only(const token *t, const char *text, const char *allowed, char *err)
+{
+    for (int i = 0; i < 26; i++)
+        if (t->opt[i] >= 0 && !strchr(allowed, 'a' + i))
+            return core_errf(err, "'%s': unknown option '%c'", text, 'a' + i);
+    return 0;
+}
+
+static long opt_or(const token *t, char letter, long fallback)
+{
+    return t->opt[letter - 'a'] >= 0 ? t->opt[letter - 'a'] : fallback;
+}
+
+/* ---- building layers -------------------------------------------------- */
+
+typedef struct {
+    core_model *m;
+    core_shape shape;  /* current activation shape */
+    int flat;          /* after flatten/fc: only fc, relu may follow */
+    int index;         /* PyTorch nn.Sequential index of the next layer */
+} builder;
+
+static int add_view(core_model *m, const char *name, int ndim, const int *dims, size_t *off)
+{
+    core_param_view *v = &m->views[m->nviews++];
+    snprintf(v->name, sizeof v->name, "%s", name);
+    v->ndim = ndim;
+    v->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        v->dims[i] = dims[i];
+        v->size *= (size_t)dims[i];
+    }
+    v->offset = m->nparams;
+    *off = m->nparams;
+    m->nparams += v->size;
+    return 0;
+}
+
+static core_layer *new_layer(builder *b, core_layer_kind kind, const char *text, char *err)
+{
+    if (b->m->nlayers >= CORE_MAX_LAYERS) {
+        core_errf(err, "'%s': more than %d layers", text, CORE_MAX_LAYERS);
+        return NULL;
+    }
+    core_layer *l = &b->m->layers[b->m->nlayers++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->in = l->out = b->shape;
+    snprintf(l->name, sizeof l->name, "%d", b->index++);
+    return l;
+}
+
+static int conv_setup(builder *b, core_conv *c, const char *prefix, int cout, int k,
+                      int stride, int pad, const char *text, char *err)
+{
+    core_shape in = b->shape;
+    int oh = (in.h + 2 * pad - k) / stride + 1, ow = (in.w + 2 * pad - k) / stride + 1;
+    if (in.h + 2 * pad < k || in.w + 2 * pad < k)
+        return core_errf(err, "'%s': kernel %dx%d does not fit input %dx%dx%d",
+                         text, k, k, in.c, in.h, in.w);
+    *c = (core_conv){.cin = in.c, .cout = cout, .k = k, .stride = stride, .pad = pad,
+                     .in = in, .out = {cout, oh, ow}};
+    char name[32];
+    int wd[4] = {cout, in.c, k, k};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    add_view(b->m, name, 4, wd, &c->w_off);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    add_view(b->m, name, 1, &cout, &c->b_off);
+    b->shape = c->out;
+    return 0;
+}
+
+static int build_conv(builder *b, const token *t, const char *text, char *err)
+{
+    if (token_only(t, text, "ksp", err))
+        return -1;
+    long k = opt_or(t, 'k', 3), s = opt_or(t, 's', 1), p = opt_or(t, 'p', 0);
+    if (t->num <= 0)
+        return core_errf(err, "'%s': zero channels (write convN, e.g. conv32k3p1)", text);
+    if (k < 1 || s < 1 || k > 64 || p > 64)
+        return core_errf(err, "'%s': kernel and stride must be at least 1", text);
+    core_layer *l = new_layer(b, CORE_LAYER_CONV, text, err);
+    if (!l || conv_setup(b, &l->conv[0], l->name, (int)t->num, (int)k, (int)s, (int)p, text, err))
+        return -1;
+    l->out = b->shape;
+    return 0;
+}
+
+static int build_res(builder *b, const token *t, const char *text, char *err)
+{
+    if (token_only(t, text, "", err))
+        return -1;
+    if (t->num >= 0 && t->num != b->shape.c)
+        return core_errf(err, "'%s': a residual block keeps its %d input channels", text,
+                         b->shape.c);
+    core_layer *l = new_layer(b, CORE_LAYER_RES, text, err);
+    if (!l)
+        return -1;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s.a", l->name);
+    if (conv_setup(b, &l->conv[0], prefix, b->shape.c, 3, 1, 1, text, err))
+        return -1;
+    snprintf(prefix, sizeof prefix, "%s.b", l->name);
+    return conv_setup(b, &l->conv[1], prefix, b->shape.c, 3, 1, 1, text, err);
+}
+
+static int build_pool(builder *b, core_layer_kind kind, const token *t, const char *text, char *err)
+{
+    if (token_only(t, text, "s", err))
+        return -1;
+    if (t->num <= 0)
+        return core_errf(err, "'%s': zero window (write e.g. maxpool2)", text);
+    long s = opt_or(t, 's', t->num);
+    if (s < 1)
+        return core_errf(err, "'%s': zero stride", text);
+    if (t->num > b->shape.h || t->num > b->shape.w)
+        return core_errf(err, "'%s': window %ld does not fit input %dx%dx%d", text, t->num,
+                         b->shape.c, b->shape.h, b->shape.w);
+    core_layer *l = new_layer(b, kind, text, err);
+    if (!l)
+        return -1;
+    l->pool = (int)t->num;
+    l->stride = (int)s;
+    l->out.h = (b->shape.h - l->pool) / l->stride + 1;
+    l->out.w = (b->shape.w - l->pool) / l->stride + 1;
+    b->shape = l->out;
+    return 0;
+}
+
+static int build_flatten(builder *b, const char *text, char *err)
+{
+    core_layer *l = new_layer(b, CORE_LAYER_FLATTEN, text, err);
+    if (!l)
+        return -1;
+    l->out = (core_shape){(int)core_shape_size(b->shape), 1, 1};
+    b->shape = l->out;
+    b->flat = 1;
+    return 0;
+}
+
+static int build_fc(builder *b, const token *t, const char *text, char *err)
+{
+    if (token_only(t, text, "", err))
+        return -1;
+    if (t->num <= 0)
+        return core_errf(err, "'%s': zero outputs (write fcN, e.g. fc128)", text);
+    if (!b->flat && build_flatten(b, "flatten", err))
+        return -1;
+    core_layer *l = new_layer(b, CORE_LAYER_FC, text, err);
+    if (!l)
+        return -1;
+    int out = (int)t->num, in = (int)core_shape_size(b->shape);
+    char name[32];
+    int wd[2] = {out, in};
+    snprintf(name, sizeof name, "%s.weight", l->name);
+    add_view(b->m, name, 2, wd, &l->w_off);
+    snprintf(name, sizeof name, "%s.bias", l->name);
+    add_view(b->m, name, 1, &out, &l->b_off);
+    l->out = (core_shape){out, 1, 1};
+    b->shape = l->out;
+    return 0;
+}
+
+static int build_token(builder *b, const char *text, char *err)
+{
+    token t;
+    if (token_parse(text, &t, err))
+        return -1;
+    const char *w = t.word;
+    int spatial = strcmp(w, "conv") == 0 || strcmp(w, "res") == 0 || strcmp(w, "maxpool") == 0 ||
+                  strcmp(w, "avgpool") == 0 || strcmp(w, "gap") == 0;
+    if (spatial && b->flat)
+        return core_errf(err, "'%s': needs an image input but follows a flat layer", text);
+    if (strcmp(w, "conv") == 0)
+        return build_conv(b, &t, text, err);
+    if (strcmp(w, "res") == 0)
+        return build_res(b, &t, text, err);
+    if (strcmp(w, "maxpool") == 0)
+        return build_pool(b, CORE_LAYER_MAXPOOL, &t, text, err);
+    if (strcmp(w, "avgpool") == 0)
+        return build_pool(b, CORE_LAYER_AVGPOOL, &t, text, err);
+    if (strcmp(w, "fc") == 0)
+        return build_fc(b, &t, text, err);
+    if (t.num >= 0 || token_only(&t, text, "", err))
+        return core_errf(err, "'%s': takes no number or options", text);
+    if (strcmp(w, "relu") == 0)
+        return new_layer(b, CORE_LAYER_RELU, text, err) ? 0 : -1;
+    if (strcmp(w, "flatten") == 0)
+        return b->flat ? core_errf(err, "'%s': input is already flat", text)
+                       : build_flatten(b, text, err);
+    if (strcmp(w, "gap") == 0) {
+        core_layer *l = new_layer(b, CORE_LAYER_GAP, text, err);
+        if (!l)
+            return -1;
+        l->out.h = l->out.w = 1;
+        b->shape = l->out;
+        return 0;
+    }
+    return core_errf(err, "unknown layer '%s' (expected conv, relu, maxpool, avgpool, gap, "
+                          "flatten, fc or res)", text);
+}
+
+static int build_all(core_model *m, char *err)
+{
+    builder b = {.m = m, .shape = m->in};
+    char copy[CORE_SPEC_LEN];
+    snprintf(copy, sizeof copy, "%s", m->spec);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+        if (build_token(&b, tok, err))
+            return -1;
+    if (m->nlayers == 0)
+        return core_errf(err, "empty model spec");
+    const core_layer *last = &m->layers[m->nlayers - 1];
+    if (last->kind != CORE_LAYER_FC || last->out.c != m->nclass)
+        return core_errf(err, "model must end with 'fc%d' (one output per class), not '%s'",
+                         m->nclass, strrchr(m->spec, ' ') ? strrchr(m->spec, ' ') + 1 : m->spec);
+    return 0;
+}
+
+int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed,
+                      core_model **out, char *err)
+{
+    if (!spec || !*spec)
+        return core_errf(err, "empty model spec");
+    if (nclass < 2 || in.c < 1 || in.h < 1 || in.w < 1)
+        return core_errf(err, "invalid input shape %dx%dx%d with %d classes", in.c, in.h, in.w,
+                         nclass);
+    if (strlen(spec) >= CORE_SPEC_LEN - 16)
+        return core_errf(err, "model spec longer than %d characters", CORE_SPEC_LEN - 16);
+    core_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return core_errf(err, "out of memory");
+    m->in = in;
+    m->nclass = nclass;
+    if (!core_model_preset(spec, nclass, m->spec, sizeof m->spec))
+        snprintf(m->spec, sizeof m->spec, "%s", spec);
+    if (build_all(m, err))
+        goto fail;
+    m->params = core_alloc(m->nparams * sizeof(float));
+    m->grads = core_alloc(m->nparams * sizeof(float));
+    if (!m->params || !m->grads) {
+        core_errf(err, "out of memory for %zu parameters", m->nparams);
+        goto fail;
+    }
+    core_model_init(m, seed);
+    *out = m;
+    return 0;
+fail:
+    core_model_free(m);
+    return -1;
+}
+
+/* ---- init, buffers ---------------------------------------------------- */
+
+void core_model_init(core_model *m, uint64_t seed)
+{
+    memset(m->params, 0, m->nparams * sizeof(float));
+    for (int v = 0; v < m->nviews; v++) {
+        const core_param_view *pv = &m->views[v];
+        if (pv->ndim < 2)
+            continue; /* biases start at zero */
+        size_t fan_in = pv->size / (size_t)pv->dims[0];
+        float std = sqrtf(2.0f / (float)fan_in);
+        float *w = m->params + pv->offset;
+        for (size_t i = 0; i < pv->size; i++)
+            w[i] = std * core_rng_normal(seed, CORE_STREAM_INIT + (uint64_t)v, i);
+    }
+}
+
+static void free_batch_buffers(core_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        core_layer *l = &m->layers[i];
+        if (l->kind != CORE_LAYER_FLATTEN)
+            core_free(l->y);
+        core_free(l->argmax);
+        core_free(l->r);
+        core_free(l->dr);
+        core_free(l->conv[0].col);
+        core_free(l->conv[1].col);
+        l->y = l->r = l->dr = l->conv[0].col = l->conv[1].col = NULL;
+        l->argmax = NULL;
+    }
+    core_free(m->gbuf[0]);
+    core_free(m->gbuf[1]);
+    core_free(m->scratch.tmp);
+    core_free(m->scratch.dcol);
+    m->gbuf[0] = m->gbuf[1] = m->scratch.tmp = m->scratch.dcol = NULL;
+    m->capacity = 0;
+}
+
+void core_model_free(core_model *m)
+{
+    if (!m)
+        return;
+    free_batch_buffers(m);
+    core_free(m->params);
+    core_free(m->grads);
+    free(m);
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Allocate one layer's buffers; returns 0 or -1 and grows the scratch sizes. */
+static int reserve_layer(core_layer *l, int n, size_t *tmp, size_t *dcol, size_t *g)
+{
+    size_t out = (size_t)n * core_shape_size(l->out), in = (size_t)n * core_shape_size(l->in);
+    *g = max_sz(*g, max_sz(in, out));
+    if (l->kind == CORE_LAYER_FLATTEN)
+        return 0;
+    if (!(l->y = core_alloc(out * sizeof(float))))
+        return -1;
+    if (l->kind == CORE_LAYER_MAXPOOL && !(l->argmax = core_alloc(out * sizeof(int))))
+        return -1;
+    if (l->kind == CORE_LAYER_RES &&
+        (!(l->r = core_alloc(out * sizeof(float))) || !(l->dr = core_alloc(out * sizeof(float)))))
+        return -1;
+    int nconv = l->kind == CORE_LAYER_CONV ? 1 : l->kind == CORE_LAYER_RES ? 2 : 0;
+    for (int c = 0; c < nconv; c++) {
+        size_t cs = core_conv_col_size(&l->conv[c], n);
+        if (!(l->conv[c].col = core_alloc(cs * sizeof(float))))
+            return -1;
+        *dcol = max_sz(*dcol, cs);
+        *tmp = max_sz(*tmp, core_conv_tmp_size(&l->conv[c], n));
+    }
+    return 0;
+}
+
+int core_model_reserve(core_model *m, int batch, char *err)
+{
+    if (batch <= m->capacity)
+        return 0;
+    free_batch_buffers(m);
+    size_t tmp = 1, dcol = 1, g = 1;
+    for (int i = 0; i < m->nlayers; i++)
+        if (reserve_layer(&m->layers[i], batch, &tmp, &dcol, &g))
+            goto oom;
+    m->scratch.tmp = core_alloc(tmp * sizeof(float));
+    m->scratch.dcol = core_alloc(dcol * sizeof(float));
+    m->gbuf[0] = core_alloc(g * sizeof(float));
+    m->gbuf[1] = core_alloc(g * sizeof(float));
+    if (!m->scratch.tmp || !m->scratch.dcol || !m->gbuf[0] || !m->gbuf[1])
+        goto oom;
+    m->capacity = batch;
+    return 0;
+oom:
+    free_batch_buffers(m);
+    return core_errf(err, "out of memory for a batch of %d", batch);
+}
+
+/* ---- forward, backward ------------------------------------------------ */
+
+static void res_forward(core_model *m, core_layer *l, const float *x, int n)
+{
+    size_t len = (size_t)n * core_shape_size(l->out);
+    core_conv_forward(&l->conv[0], m->params, x, l->r, n, &m->scratch);
+    core_relu_forward(l->r, l->r, len);
+    core_conv_forward(&l->conv[1], m->params, l->r, l->y, n, &m->scratch);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < len; i++) {
+        float v = x[i] + l->y[i];
+        l->y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+const float *core_model_forward(core_model *m, const float *x, int n)
+{
+    m->x = x;
+    for (int i = 0; i < m->nlayers; i++) {
+        core_layer *l = &m->layers[i];
+        switch (l->kind) {
+        case CORE_LAYER_CONV:
+            core_conv_forward(&l->conv[0], m->params, x, l->y, n, &m->scratch);
+            break;
+        case CORE_LAYER_RELU:
+            core_relu_forward(x, l->y, (size_t)n * core_shape_size(l->out));
+            break;
+        case CORE_LAYER_MAXPOOL:
+            core_maxpool_forward(l, x, l->y, l->argmax, n);
+            break;
+        case CORE_LAYER_AVGPOOL:
+        case CORE_LAYER_GAP:
+            core_avgpool_forward(l, x, l->y, n);
+            break;
+        case CORE_LAYER_FLATTEN:
+            l->y = (float *)x; /* same bytes, new shape */
+            break;
+        case CORE_LAYER_FC:
+            core_fc_forward(l, m->params, x, l->y, n);
+            break;
+        case CORE_LAYER_RES:
+            res_forward(m, l, x, n);
+            break;
+        }
+        x = l->y;
+    }
+    return x;
+}
+
+/* dy is the layer's output gradient (clobbered), dx receives its input's. */
+static void res_backward(core_model *m, core_layer *l, float *dy, float *dx, int n, int pg)
+{
+    size_t len = (size_t)n * core_shape_size(l->out);
+    core_relu_backward(l->y, dy, dy, len);
+    core_conv_backward(&l->conv[1], m->params, m->grads, dy, l->dr, n, pg, &m->scratch);
+    core_relu_backward(l->r, l->dr, l->dr, len);
+    core_conv_backward(&l->conv[0], m->params, m->grads, l->dr, dx, n, pg, &m->scratch);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < len; i++)
+        dx[i] += dy[i];
+}
+
+static void layer_backward(core_model *m, core_layer *l, const float *x, float *dy, float *dx,
+                           int n, int pg)
+{
+    switch (l->kind) {
+    case CORE_LAYER_CONV:
+        core_conv_backward(&l->conv[0], m->params, m->grads, dy, dx, n, pg, &m->scratch);
+        break;
+    case CORE_LAYER_RELU:
+        core_relu_backward(l->y, dy, dx, (size_t)n * core_shape_size(l->out));
+        break;
+    case CORE_LAYER_MAXPOOL:
+        core_maxpool_backward(l, dy, l->argmax, dx, n);
+        break;
+    case CORE_LAYER_AVGPOOL:
+    case CORE_LAYER_GAP:
+        core_avgpool_backward(l, dy, dx, n);
+        break;
+    case CORE_LAYER_FLATTEN:
+        break; /* handled by the caller: same bytes */
+    case CORE_LAYER_FC:
+        core_fc_backward(l, m->params, m->grads, x, dy, dx, n, pg);
+        break;
+    case CORE_LAYER_RES:
+        res_backward(m, l, dy, dx, n, pg);
+        break;
+    }
+}
+
+void core_model_backward(core_model *m, const float *dlogits, int n, float *dx, int param_grads)
+{
+    int cur = 0;
+    float *dy = m->gbuf[cur];
+    memcpy(dy, dlogits, sizeof(float) * (size_t)n * m->nclass);
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        core_layer *l = &m->layers[i];
+        const float *x = i > 0 ? m->layers[i - 1].y : m->x;
+        if (l->kind == CORE_LAYER_FLATTEN) {
+            if (i == 0 && dx)
+                memcpy(dx, dy, sizeof(float) * (size_t)n * core_shape_size(l->in));
+            continue;
+        }
+        if (i == 0) {
+            /* The input gradient is wanted only by attacks: conv and fc skip
+             * that GEMM when given NULL; a residual block needs a buffer. */
+            float *target = dx;
+            if (!target && l->kind == CORE_LAYER_RES)
+                target = m->gbuf[1 - cur];
+            if (target || l->kind == CORE_LAYER_CONV || l->kind == CORE_LAYER_FC)
+                layer_backward(m, l, x, dy, target, n, param_grads);
+            break;
+        }
+        float *out = m->gbuf[1 - cur];
+        layer_backward(m, l, x, dy, out, n, param_grads);
+        cur = 1 - cur;
+        dy = out;
+    }
+}
+
+void core_model_zero_grad(core_model *m)
+{
+    memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+const core_param_view *core_model_view(const core_model *m, const char *name)
+{
+    for (int i = 0; i < m->nviews; i++)
+        if (strcmp(m->views[i].name, name) == 0)
+            return &m->views[i];
+    return NULL;
+}
+
+double core_model_flops(const core_model *m)
+{
+    double macs = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const core_layer *l = &m->layers[i];
+        int nconv = l->kind == CORE_LAYER_CONV ? 1 : l->kind == CORE_LAYER_RES ? 2 : 0;
+        for (int c = 0; c < nconv; c++) {
+            const core_conv *cv = &l->conv[c];
+            macs += (double)cv->cout * cv->out.h * cv->out.w * cv->cin * cv->k * cv->k;
+        }
+        if (l->kind == CORE_LAYER_FC)
+            macs += (double)core_shape_size(l->in) * l->out.c;
+    }
+    return 2.0 * macs;
+}

@@ -1,0 +1,87 @@
+/*
+ * model.h - a sequential CNN described by a short text spec.
+ *
+ * Grammar (tokens separated by spaces; N, K, S, P positive integers):
+ *   convN[kK][sS][pP]  convolution to N channels, K x K kernel (3), stride S
+ *                      (1), zero padding P (0)            e.g. conv32k3p1
+ *   relu               rectified linear unit
+ *   maxpoolK[sS]       max pool, K x K window, stride S (K)  e.g. maxpool2
+ *   avgpoolK[sS]       average pool, same shape rules
+ *   gap                global average pool (C x H x W -> C)
+ *   flatten            C x H x W -> C*H*W (inserted automatically before the
+ *                      first fc, as in PyTorch's nn.Flatten)
+ *   fcN                fully connected to N outputs
+ *   res[N]             residual block relu(x + conv(relu(conv(x)))) of two
+ *                      3x3 pad-1 convolutions keeping the N input channels
+ * The last layer must be fc<classes>. Presets: cnn-small, madry,
+ * resnet-tiny (see core_model_preset), layer for layer the models of
+ * ../shared/peers/torch_peer.py, down to the nn.Sequential indices used as
+ * parameter names ("0.weight", "2.a.bias", ...).
+ *
+ * Memory: all parameters live in one contiguous buffer and all gradients in
+ * another of the same layout; core_param_view names slices of them. Batch
+ * buffers are allocated once by core_model_reserve and reused.
+ */
+#ifndef CORE_MODEL_H
+#define CORE_MODEL_H
+
+#include "layers.h"
+
+#define CORE_MAX_LAYERS 64
+#define CORE_MAX_VIEWS (2 * 2 * CORE_MAX_LAYERS)
+#define CORE_SPEC_LEN 1024
+
+/* A named tensor inside the parameter buffer, PyTorch naming and layout. */
+typedef struct {
+    char name[32];
+    size_t offset, size;
+    int ndim, dims[4];
+} core_param_view;
+
+typedef struct {
+    char spec[CORE_SPEC_LEN];  /* expanded spec (presets resolved) */
+    core_shape in;
+    int nclass;
+    int nlayers;
+    core_layer layers[CORE_MAX_LAYERS];
+    size_t nparams;
+    float *params, *grads;
+    int nviews;
+    core_param_view views[CORE_MAX_VIEWS];
+    /* Batch buffers. */
+    int capacity;              /* largest batch reserved */
+    float *gbuf[2];            /* ping-pong gradient buffers */
+    core_conv_scratch scratch;
+    const float *x;            /* input of the last forward, for backward */
+} core_model;
+
+/* The spec of a preset name with its final layer sized for nclass, or NULL. */
+const char *core_model_preset(const char *name, int nclass, char *buf, size_t len);
+
+/* Parse spec (or a preset name) for inputs of shape in and nclass classes.
+ * On success *out is a new model with He-initialised weights (seeded). */
+int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed,
+                      core_model **out, char *err);
+void core_model_free(core_model *m);
+
+/* He initialisation of weights (normal, std sqrt(2 / fan_in)), zero biases. */
+void core_model_init(core_model *m, uint64_t seed);
+
+/* Make the batch buffers hold up to batch examples (no-op when they do). */
+int core_model_reserve(core_model *m, int batch, char *err);
+
+/* Forward pass of n <= capacity examples; returns the n x nclass logits,
+ * valid until the next forward. x must stay alive until backward. */
+const float *core_model_forward(core_model *m, const float *x, int n);
+
+/* Backward pass from dlogits (n x nclass) of the last forward. Accumulates
+ * parameter gradients into m->grads when param_grads is set; writes the
+ * gradient with respect to the input into dx when dx is not NULL. */
+void core_model_backward(core_model *m, const float *dlogits, int n, float *dx, int param_grads);
+
+void core_model_zero_grad(core_model *m);
+const core_param_view *core_model_view(const core_model *m, const char *name);
+/* Multiply-adds of one forward pass of one example (for GFLOP/s figures). */
+double core_model_flops(const core_model *m);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * rng.h - a counter-based random number generator.
+ *
+ * Every random number is a pure function of (seed, stream, counter): there is
+ * no hidden state to advance, so parallel loops draw the same numbers whatever
+ * the thread count or schedule, and a resumed job redraws exactly what an
+ * uninterrupted one would. Streams separate uses (shuffling of epoch e, the
+ * random start of attack step s, the init of layer l...); counters index the
+ * numbers within a stream (typically the element index).
+ *
+ * The mixer is SplitMix64's finaliser applied to a combination of the three
+ * words; it passes BigCrush as a counter-mode generator and costs a few ns.
+ */
+#ifndef CORE_RNG_H
+#define CORE_RNG_H
+
+#include <stdint.h>
+
+static inline uint64_t core_mix64(uint64_t z)
+{
+    z ^= z >> 30;
+    z *= 0xbf58476d1ce4e5b9ULL;
+    z ^= z >> 27;
+    z *= 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z;
+}
+
+/* 64 random bits for (seed, stream, counter). */
+static inline uint64_t core_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter)
+{
+    uint64_t k = core_mix64(seed + 0x9e3779b97f4a7c15ULL * (stream + 1));
+    return core_mix64(k ^ (counter * 0xd1b54a32d192ed03ULL + 0x632be59bd9b4e019ULL));
+}
+
+/* Uniform float in [0, 1), 24 random bits. */
+static inline float core_rng_uniform(uint64_t seed, uint64_t stream, uint64_t counter)
+{
+    return (float)(core_rng_u64(seed, stream, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Standard normal (Box-Muller on two uniforms of the same counter). */
+float core_rng_normal(uint64_t seed, uint64_t stream, uint64_t counter);
+
+/* Uniform integer in [0, n), n > 0. */
+static inline uint64_t core_rng_below(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)core_rng_u64(seed, stream, counter) * n) >> 64);
+}
+
+/* Fisher-Yates shuffle of idx[0..n) driven by (seed, stream). */
+void core_rng_shuffle(uint64_t seed, uint64_t stream, int *idx, int n);
+
+/* Stream identifiers, so that no two uses of one seed ever collide. */
+enum {
+    CORE_STREAM_INIT = 1,          /* + layer index */
+    CORE_STREAM_SHUFFLE = 1 << 20, /* + epoch */
+    CORE_STREAM_SPLIT = 2 << 20,   /* validation split */
+    CORE_STREAM_ATTACK = 3 << 20,  /* + step, per-example counters */
+    CORE_STREAM_EVAL = 4 << 20     /* evaluation-time attacks */
+};
+
+#endif

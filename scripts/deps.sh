@@ -1,0 +1,46 @@
+#!/bin/sh
+# deps.sh - install the Debian packages advd needs, only when one is missing.
+#
+#   scripts/deps.sh          build and test dependencies
+#   scripts/deps.sh bench    the same plus python3-torch for the PyTorch peer
+#
+# Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
+# when everything is there. As root it runs apt-get; otherwise it prints the
+# exact command to run and fails.
+set -u
+
+missing=""
+need_pc() { pkg-config --exists "$1" 2>/dev/null || missing="$missing $2"; }
+need_file() { [ -e "$1" ] || missing="$missing $2"; }
+
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+need_pc libuv libuv1-dev
+need_pc sqlite3 libsqlite3-dev
+need_pc libpng libpng-dev
+need_pc zlib zlib1g-dev
+need_pc check check
+need_pc jansson libjansson-dev
+need_file /usr/include/x86_64-linux-gnu/cblas.h libopenblas-dev
+[ -e /usr/include/cblas.h ] || [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || missing="$missing libopenblas-dev"
+need_file /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist
+if [ "${1:-}" = bench ]; then
+    /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing="$missing python3-torch python3-numpy"
+    command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time"
+fi
+
+# Remove duplicates, keep order.
+missing=$(printf '%s\n' $missing | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+[ -z "$missing" ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends $missing"
+if [ "$(id -u)" != 0 ]; then
+    echo "advd: missing packages:$missing" >&2
+    echo "advd: run as root: apt-get update && $cmd" >&2
+    exit 1
+fi
+echo "advd: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null 2>&1
+    apt-get install -y --no-install-recommends $missing
+}
