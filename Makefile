@@ -1,6 +1,7 @@
 # advd - adversarial-training service.
 #
 #   make            build bin/ (installs missing Debian packages first, as root)
+#   make demo       PGD-train cnn-small on Fashion-MNIST, then attack it with PGD-20
 #   make check      build and run every Check test
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py
@@ -32,7 +33,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check check-asan bench clean
+.PHONY: all deps demo check check-asan bench clean
 all: deps $(BIN)/advbench
 
 deps:
@@ -66,6 +67,9 @@ check-asan:
 bench: deps $(BIN)/advbench
 	@sh scripts/deps.sh bench
 	sh scripts/bench.sh
+
+demo: all
+	bin/advbench train --model cnn-small --epochs 1 --eps 0.1 --steps 7
 
 clean:
 	rm -rf build build-asan bin

@@ -27,30 +27,46 @@ size_t core_conv_tmp_size(const core_conv *c, int n)
     return (size_t)c->cout * (size_t)n * c->out.h * c->out.w;
 }
 
-/* Rows of col are (ci, ki, kj); row r, example e covers columns e*P..e*P+P. */
+/* The output columns [*lo, *hi) whose input column ox*stride - pad + kj
+ * falls inside the image; outside them the padding reads zeros. */
+static void valid_range(int ow, int iw, int stride, int off, int *lo, int *hi)
+{
+    int a = off < 0 ? (-off + stride - 1) / stride : 0;
+    int b = (iw - off + stride - 1) / stride;
+    *lo = a < ow ? a : ow;
+    *hi = b < ow ? (b > *lo ? b : *lo) : ow;
+}
+
+/* Rows of col are (ci, ki, kj); row r, example e covers columns e*P..e*P+P.
+ * The inner loop copies the valid span of each output row in one pass (a
+ * contiguous copy when the stride is 1) and zero-fills the padding. */
 static void im2col(const core_conv *c, const float *x, float *col, int n)
 {
-    const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w;
+    const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w, s = c->stride;
     const int rows = c->cin * k * k;
     const size_t P = (size_t)oh * ow, ncols = (size_t)n * P;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int r = 0; r < rows; r++) {
         for (int e = 0; e < n; e++) {
-            const int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
+            const int ci = r / (k * k), ki = (r / k) % k, kj = r % k, off = kj - c->pad;
             const float *xc = x + ((size_t)e * c->cin + ci) * ih * iw;
             float *dst = col + (size_t)r * ncols + (size_t)e * P;
+            int lo, hi;
+            valid_range(ow, iw, s, off, &lo, &hi);
             for (int oy = 0; oy < oh; oy++) {
-                const int iy = oy * c->stride - c->pad + ki;
+                const int iy = oy * s - c->pad + ki;
                 float *d = dst + (size_t)oy * ow;
                 if (iy < 0 || iy >= ih) {
                     memset(d, 0, sizeof(float) * ow);
                     continue;
                 }
-                const float *src = xc + (size_t)iy * iw;
-                for (int ox = 0; ox < ow; ox++) {
-                    const int ix = ox * c->stride - c->pad + kj;
-                    d[ox] = (ix >= 0 && ix < iw) ? src[ix] : 0.0f;
-                }
+                const float *src = xc + (size_t)iy * iw + off;
+                for (int ox = 0; ox < lo; ox++)
+                    d[ox] = 0.0f;
+                for (int ox = lo; ox < hi; ox++)
+                    d[ox] = src[ox * s];
+                for (int ox = hi; ox < ow; ox++)
+                    d[ox] = 0.0f;
             }
         }
     }
@@ -60,7 +76,7 @@ static void im2col(const core_conv *c, const float *x, float *col, int n)
  * (example, channel) plane is owned by one thread, so there are no races. */
 static void col2im(const core_conv *c, const float *dcol, float *dx, int n)
 {
-    const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w;
+    const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w, s = c->stride;
     const size_t P = (size_t)oh * ow, ncols = (size_t)n * P;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int e = 0; e < n; e++) {
@@ -71,15 +87,17 @@ static void col2im(const core_conv *c, const float *dcol, float *dx, int n)
                 for (int kj = 0; kj < k; kj++) {
                     const size_t r = ((size_t)ci * k + ki) * k + kj;
                     const float *src = dcol + r * ncols + (size_t)e * P;
+                    const int off = kj - c->pad;
+                    int lo, hi;
+                    valid_range(ow, iw, s, off, &lo, &hi);
                     for (int oy = 0; oy < oh; oy++) {
-                        const int iy = oy * c->stride - c->pad + ki;
+                        const int iy = oy * s - c->pad + ki;
                         if (iy < 0 || iy >= ih)
                             continue;
-                        for (int ox = 0; ox < ow; ox++) {
-                            const int ix = ox * c->stride - c->pad + kj;
-                            if (ix >= 0 && ix < iw)
-                                xc[(size_t)iy * iw + ix] += src[(size_t)oy * ow + ox];
-                        }
+                        float *xrow = xc + (size_t)iy * iw + off;
+                        const float *srow = src + (size_t)oy * ow;
+                        for (int ox = lo; ox < hi; ox++)
+                            xrow[ox * s] += srow[ox];
                     }
                 }
             }

@@ -51,13 +51,14 @@ static inline uint64_t core_rng_below(uint64_t seed, uint64_t stream, uint64_t c
 /* Fisher-Yates shuffle of idx[0..n) driven by (seed, stream). */
 void core_rng_shuffle(uint64_t seed, uint64_t stream, int *idx, int n);
 
-/* Stream identifiers, so that no two uses of one seed ever collide. */
-enum {
-    CORE_STREAM_INIT = 1,          /* + layer index */
-    CORE_STREAM_SHUFFLE = 1 << 20, /* + epoch */
-    CORE_STREAM_SPLIT = 2 << 20,   /* validation split */
-    CORE_STREAM_ATTACK = 3 << 20,  /* + step, per-example counters */
-    CORE_STREAM_EVAL = 4 << 20     /* evaluation-time attacks */
-};
+/* Stream identifiers: the top 16 bits name the use, the low 48 bits index
+ * it (layer, epoch, global step...), so no two uses of one seed collide. */
+#define CORE_STREAM_INIT (1ULL << 48)    /* + parameter view index */
+#define CORE_STREAM_SHUFFLE (2ULL << 48) /* + epoch */
+#define CORE_STREAM_SPLIT (3ULL << 48)   /* validation split */
+#define CORE_STREAM_ATTACK (4ULL << 48)  /* + global step: training attacks */
+#define CORE_STREAM_EVAL (5ULL << 48)    /* + epoch: validation attacks */
+#define CORE_STREAM_GUARD (6ULL << 48)   /* + epoch: fgsm-rs overfitting guard */
+#define CORE_STREAM_USER (7ULL << 48)    /* + anything: evaluation jobs */
 
 #endif

@@ -1,0 +1,498 @@
+/*
+ * train.c - the training loop (see train.h).
+ *
+ * One batch: gather, make the inputs of the method (clean, PGD, FGSM-RS or
+ * TRADES' KL ascent), forward, loss, backward, optimiser step with the
+ * schedule's learning rate. One epoch: shuffle, batches, then validation
+ * (clean and PGD-20) and, for fgsm-rs, the catastrophic-overfitting guard:
+ * PGD accuracy on a fixed training batch; a drop of more than 20 points
+ * from the previous epoch restores the weights of the epoch's start and
+ * ends training early (Wong et al. 2020 stop early for the same reason).
+ */
+#include "train.h"
+
+#include "loss.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CO_GUARD_DROP 0.20f
+#define VAL_PGD_STEPS 20
+#define GUARD_PGD_STEPS 10
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static const char *method_names[] = {"clean", "pgd", "fgsm-rs", "trades"};
+
+const char *core_method_name(core_method m)
+{
+    return (unsigned)m < 4 ? method_names[m] : "?";
+}
+
+int core_method_parse(const char *s, core_method *out, char *err)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, method_names[i]) == 0) {
+            *out = (core_method)i;
+            return 0;
+        }
+    return core_errf(err, "unknown method '%s' (expected clean, pgd, fgsm-rs or trades)", s);
+}
+
+core_train_cfg core_train_defaults(void)
+{
+    return (core_train_cfg){
+        .epochs = 2, .batch = 128, .seed = 0,
+        .opt = core_opt_defaults(CORE_OPT_SGD),
+        .sched = {.kind = CORE_SCHED_ONECYCLE, .step_epochs = 1, .gamma = 0.1f},
+        .method = CORE_METHOD_PGD, .norm = CORE_NORM_LINF, .eps = 0.1f, .steps = 7,
+        .mix = 1.0f, .trades_beta = 6.0f, .val_size = 1000, .val_robust_size = 500,
+        .co_guard = 1,
+    };
+}
+
+static int bad_float(float v, float lo, float hi)
+{
+    return !(v >= lo && v <= hi);
+}
+
+int core_train_cfg_check(const core_train_cfg *c, char *err)
+{
+    if (c->epochs < 1 || c->epochs > 100000)
+        return core_errf(err, "invalid epochs '%d' (must be in [1, 100000])", c->epochs);
+    if (c->batch < 1 || c->batch > 65536)
+        return core_errf(err, "invalid batch '%d' (must be in [1, 65536])", c->batch);
+    if ((unsigned)c->method > CORE_METHOD_TRADES)
+        return core_errf(err, "invalid method '%d'", (int)c->method);
+    if (bad_float(c->eps, 0.0f, c->norm == CORE_NORM_LINF ? 1.0f : 1000.0f))
+        return core_errf(err, "invalid eps '%g' (must be in [0, %s])", c->eps,
+                         c->norm == CORE_NORM_LINF ? "1" : "1000");
+    if (bad_float(c->alpha, 0.0f, 1000.0f))
+        return core_errf(err, "invalid alpha '%g' (must be >= 0)", c->alpha);
+    if (c->steps < 1 || c->steps > 10000)
+        return core_errf(err, "invalid steps '%d' (must be in [1, 10000])", c->steps);
+    if (bad_float(c->mix, 1e-6f, 1.0f))
+        return core_errf(err, "invalid mix '%g' (must be in (0, 1])", c->mix);
+    if (bad_float(c->trades_beta, 0.0f, 1000.0f))
+        return core_errf(err, "invalid trades-beta '%g' (must be in [0, 1000])", c->trades_beta);
+    if (c->eps_ramp_epochs < 0 || c->eps_ramp_epochs > c->epochs)
+        return core_errf(err, "invalid eps-ramp '%d' (must be in [0, epochs])", c->eps_ramp_epochs);
+    if (c->val_size < 0 || c->val_robust_size < 0)
+        return core_errf(err, "invalid val-size '%d' (must be >= 0)", c->val_size);
+    return 0;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static int alloc_buffers(core_trainer *t, char *err)
+{
+    const int B = t->cfg.batch, C = t->data->nclass;
+    const size_t dim = core_shape_size(t->data->shape);
+    t->order = core_alloc(sizeof(int) * (size_t)t->split.ntrain);
+    t->x = core_alloc(sizeof(float) * B * dim);
+    t->x_adv = core_alloc(sizeof(float) * B * dim);
+    t->y = core_alloc(sizeof(int) * B);
+    t->dlogits = core_alloc(sizeof(float) * B * C);
+    t->probs = core_alloc(sizeof(float) * 2 * B * C);
+    if (!t->order || !t->x || !t->x_adv || !t->y || !t->dlogits || !t->probs)
+        return core_errf(err, "out of memory for a batch of %d", B);
+    if (t->cfg.method == CORE_METHOD_FGSM_RS && t->cfg.co_guard) {
+        t->snapshot = core_alloc(sizeof(float) * t->model->nparams);
+        t->opt_snapshot = core_alloc(core_optim_state_size(&t->opt));
+        if (!t->snapshot || !t->opt_snapshot)
+            return core_errf(err, "out of memory for the overfitting guard");
+    }
+    return 0;
+}
+
+int core_trainer_create(const core_train_cfg *cfg, const char *model_spec,
+                        const core_dataset *train, core_trainer **out, char *err)
+{
+    if (core_train_cfg_check(cfg, err))
+        return -1;
+    if (cfg->val_size >= train->n)
+        return core_errf(err, "invalid val-size '%d' (the training set has %d examples)",
+                         cfg->val_size, train->n);
+    core_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return core_errf(err, "out of memory");
+    t->cfg = *cfg;
+    t->data = train;
+    t->progress.seed = cfg->seed;
+    t->co_last_acc = NAN;
+    if (core_model_create(model_spec, train->shape, train->nclass, cfg->seed, &t->model, err) ||
+        core_model_reserve(t->model, cfg->batch, err) ||
+        core_optim_init(&t->opt, &cfg->opt, t->model->nparams, err) ||
+        core_data_split_make(train->n, cfg->val_size, cfg->seed, &t->split, err) ||
+        core_attack_ws_create(t->model, cfg->batch, &t->ws, err) || alloc_buffers(t, err)) {
+        core_trainer_free(t);
+        return -1;
+    }
+    t->batches_per_epoch = (t->split.ntrain + cfg->batch - 1) / cfg->batch;
+    *out = t;
+    return 0;
+}
+
+void core_trainer_free(core_trainer *t)
+{
+    if (!t)
+        return;
+    core_model_free(t->model);
+    core_optim_free(&t->opt);
+    core_data_split_free(&t->split);
+    core_attack_ws_free(t->ws);
+    core_free(t->order);
+    core_free(t->x);
+    core_free(t->x_adv);
+    core_free(t->y);
+    core_free(t->dlogits);
+    core_free(t->probs);
+    core_free(t->snapshot);
+    core_free(t->opt_snapshot);
+    free(t);
+}
+
+/* ---- one batch ---------------------------------------------------------- */
+
+static void ce_loss_fn(void *ctx, const float *logits, int n, int c, float *dlogits,
+                       float *per_example)
+{
+    core_loss_ce(logits, (const int *)ctx, n, c, dlogits, per_example);
+}
+
+/* TRADES' inner loss: KL(p || softmax(z)) per example, p the clean
+ * probabilities (ctx); its gradient with respect to z is softmax(z) - p. */
+static void kl_loss_fn(void *ctx, const float *logits, int n, int c, float *dlogits,
+                       float *per_example)
+{
+    const float *p = ctx;
+    core_softmax(logits, dlogits, n, c);
+    for (int i = 0; i < n; i++) {
+        float kl = 0.0f;
+        for (int j = 0; j < c; j++) {
+            size_t k = (size_t)i * c + j;
+            if (p[k] > 0.0f)
+                kl += p[k] * (logf(p[k]) - logf(fmaxf(dlogits[k], 1e-30f)));
+            dlogits[k] -= p[k];
+        }
+        if (per_example)
+            per_example[i] = kl;
+    }
+}
+
+static float step_size(const core_train_cfg *c, float eps)
+{
+    if (c->alpha > 0.0f)
+        return c->alpha;
+    return c->method == CORE_METHOD_FGSM_RS ? 1.25f * eps : 2.5f * eps / (float)c->steps;
+}
+
+/* Adversarial inputs of the first nadv examples into x_adv, the rest clean. */
+static void make_adversarial(core_trainer *t, int n, float eps, core_logit_loss_fn fn, void *ctx,
+                             int nadv)
+{
+    const core_train_cfg *c = &t->cfg;
+    const size_t dim = core_shape_size(t->data->shape);
+    core_ascent_cfg a = {
+        .norm = c->norm, .eps = eps, .alpha = step_size(c, eps),
+        .steps = c->method == CORE_METHOD_FGSM_RS ? 1 : c->steps,
+        .random_start = c->method == CORE_METHOD_TRADES ? 2 : 1, .seed = c->seed,
+    };
+    core_ascent(&a, t->model, t->ws, t->x, nadv, CORE_STREAM_ATTACK + (uint64_t)t->progress.step,
+                fn, ctx, t->x_adv);
+    memcpy(t->x_adv + (size_t)nadv * dim, t->x + (size_t)nadv * dim,
+           sizeof(float) * (size_t)(n - nadv) * dim);
+}
+
+/* Plain cross-entropy step on inputs xin; returns the loss, counts correct. */
+static float ce_step(core_trainer *t, const float *xin, int n, int *correct)
+{
+    const int C = t->model->nclass;
+    const float *z = core_model_forward(t->model, xin, n);
+    float loss = core_loss_ce(z, t->y, n, C, t->dlogits, NULL);
+    *correct = core_count_correct(z, t->y, n, C);
+    core_model_backward(t->model, t->dlogits, n, NULL, 1);
+    return loss;
+}
+
+/* TRADES: the KL term's gradient reaches both the adversarial logits
+ * (q - p) and the clean ones (p * (log p - log q - KL)), so the model runs
+ * forward and backward twice, accumulating parameter gradients. */
+static float trades_step(core_trainer *t, int n, float eps, int *correct)
+{
+    const int C = t->model->nclass;
+    const float beta = t->cfg.trades_beta;
+    float *p = t->probs, *q = t->probs + (size_t)n * C;
+    core_softmax(core_model_forward(t->model, t->x, n), p, n, C);
+    if (eps > 0.0f)
+        make_adversarial(t, n, eps, kl_loss_fn, p, n);
+    else
+        memcpy(t->x_adv, t->x, sizeof(float) * n * core_shape_size(t->data->shape));
+    const float *za = core_model_forward(t->model, t->x_adv, n);
+    *correct = core_count_correct(za, t->y, n, C);
+    core_softmax(za, q, n, C);
+    for (int i = 0; i < n * C; i++)
+        t->dlogits[i] = beta * (q[i] - p[i]) / (float)n;
+    core_model_backward(t->model, t->dlogits, n, NULL, 1);
+    const float *z = core_model_forward(t->model, t->x, n);
+    float ce = core_loss_ce(z, t->y, n, C, t->dlogits, NULL);
+    double kl_total = 0.0;
+    for (int i = 0; i < n; i++) {
+        double kl = 0.0;
+        for (int j = 0; j < C; j++) {
+            size_t k = (size_t)i * C + j;
+            if (p[k] > 0.0f)
+                kl += p[k] * (log(p[k]) - log(fmax(q[k], 1e-30)));
+        }
+        kl_total += kl;
+        for (int j = 0; j < C; j++) {
+            size_t k = (size_t)i * C + j;
+            double lr = p[k] > 0.0f ? log(p[k]) - log(fmax(q[k], 1e-30)) : 0.0;
+            t->dlogits[k] += beta * (float)(p[k] * (lr - kl)) / (float)n;
+        }
+    }
+    core_model_backward(t->model, t->dlogits, n, NULL, 1);
+    return ce + beta * (float)(kl_total / n);
+}
+
+static float train_batch(core_trainer *t, int n, float eps, int *correct)
+{
+    const core_train_cfg *c = &t->cfg;
+    core_model_zero_grad(t->model);
+    switch (c->method) {
+    case CORE_METHOD_TRADES:
+        return trades_step(t, n, eps, correct);
+    case CORE_METHOD_PGD:
+    case CORE_METHOD_FGSM_RS: {
+        int nadv = c->method == CORE_METHOD_PGD ? (int)lroundf(c->mix * (float)n) : n;
+        if (eps <= 0.0f || nadv < 1)
+            return ce_step(t, t->x, n, correct);
+        make_adversarial(t, n, eps, ce_loss_fn, t->y, nadv);
+        return ce_step(t, t->x_adv, n, correct);
+    }
+    case CORE_METHOD_CLEAN:
+        break;
+    }
+    return ce_step(t, t->x, n, correct);
+}
+
+/* ---- epochs ------------------------------------------------------------- */
+
+static float eps_at(const core_trainer *t, int64_t step)
+{
+    if (t->cfg.eps_ramp_epochs <= 0)
+        return t->cfg.eps;
+    double ramp = (double)t->cfg.eps_ramp_epochs * t->batches_per_epoch;
+    return t->cfg.eps * (float)fmin(1.0, (double)(step + 1) / ramp);
+}
+
+static core_sched_point sched_at(const core_trainer *t, int64_t step)
+{
+    int64_t total = (int64_t)t->cfg.epochs * t->batches_per_epoch;
+    return core_sched_at(&t->cfg.sched, &t->cfg.opt, step, total, t->batches_per_epoch);
+}
+
+static core_attack_cfg pgd_cfg(const core_trainer *t, int steps)
+{
+    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, t->cfg.eps);
+    a.norm = t->cfg.norm;
+    a.steps = steps;
+    a.alpha = 2.5f * t->cfg.eps / (float)steps;
+    a.seed = t->cfg.seed;
+    return a;
+}
+
+static int validate(core_trainer *t, core_epoch_info *info, char *err)
+{
+    info->val_loss = info->val_clean_acc = info->val_robust_acc = NAN;
+    if (t->split.nval == 0)
+        return 0;
+    core_eval_result r;
+    if (core_evaluate(t->model, t->ws, t->data, t->split.val, t->split.nval, t->cfg.batch, NULL,
+                      0, &r, err))
+        return -1;
+    info->val_loss = (float)r.clean_loss;
+    info->val_clean_acc = (float)r.clean_acc;
+    int nrob = t->cfg.val_robust_size < t->split.nval ? t->cfg.val_robust_size : t->split.nval;
+    if (nrob == 0 || t->cfg.eps <= 0.0f)
+        return 0;
+    core_attack_cfg a = pgd_cfg(t, VAL_PGD_STEPS);
+    if (core_evaluate(t->model, t->ws, t->data, t->split.val, nrob, t->cfg.batch, &a,
+                      CORE_STREAM_EVAL + (uint64_t)info->epoch, &r, err))
+        return -1;
+    info->val_robust_acc = (float)r.robust_acc;
+    return 0;
+}
+
+static void guard_snapshot(core_trainer *t)
+{
+    if (!t->snapshot)
+        return;
+    memcpy(t->snapshot, t->model->params, sizeof(float) * t->model->nparams);
+    core_optim_state_write(&t->opt, t->opt_snapshot);
+}
+
+/* The fgsm-rs guard; returns 1 when it rolled the epoch back. */
+static int guard_check(core_trainer *t, core_epoch_info *info, char *err)
+{
+    info->co_pgd_acc = NAN;
+    if (!t->snapshot || t->cfg.eps <= 0.0f)
+        return 0;
+    int n = t->cfg.batch < t->split.ntrain ? t->cfg.batch : t->split.ntrain;
+    core_attack_cfg a = pgd_cfg(t, GUARD_PGD_STEPS);
+    core_eval_result r;
+    if (core_evaluate(t->model, t->ws, t->data, t->split.train, n, t->cfg.batch, &a,
+                      CORE_STREAM_GUARD + (uint64_t)info->epoch, &r, err))
+        return -1;
+    info->co_pgd_acc = (float)r.robust_acc;
+    int collapsed = !isnan(t->co_last_acc) && t->co_last_acc - info->co_pgd_acc > CO_GUARD_DROP;
+    if (!collapsed) {
+        t->co_last_acc = info->co_pgd_acc;
+        return 0;
+    }
+    memcpy(t->model->params, t->snapshot, sizeof(float) * t->model->nparams);
+    core_optim_state_read(&t->opt, t->opt_snapshot);
+    return 1;
+}
+
+static int finish_epoch(core_trainer *t, double t0, int64_t seen0, const core_train_hooks *h,
+                        char *err)
+{
+    core_progress *p = &t->progress;
+    double dt = now_s() - t0;
+    core_epoch_info info = {
+        .epoch = (int)p->epoch,
+        .train_loss = p->seen ? (float)(p->loss_sum / (double)p->seen) : NAN,
+        .train_acc = p->seen ? (float)((double)p->correct / (double)p->seen) : NAN,
+        .lr = sched_at(t, p->step > 0 ? p->step - 1 : 0).lr, .eps = eps_at(t, p->step - 1),
+        .images_per_s = dt > 0 ? (double)(p->seen - seen0) / dt : 0.0, .seconds = dt,
+    };
+    int rolled = guard_check(t, &info, err);
+    if (rolled < 0 || validate(t, &info, err))
+        return -1;
+    info.rolled_back = rolled;
+    p->epoch++;
+    p->loss_sum = 0.0;
+    p->correct = p->seen = 0;
+    if (rolled) {
+        t->stopped_early = 1;
+        p->epoch = t->cfg.epochs;
+    }
+    return h && h->on_epoch && h->on_epoch(h->ctx, &info) ? 1 : 0;
+}
+
+/* Runs the rest of the current epoch; 1 when a hook asked to stop. */
+static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
+{
+    core_progress *p = &t->progress;
+    const int B = t->cfg.batch, bpe = t->batches_per_epoch;
+    memcpy(t->order, t->split.train, sizeof(int) * (size_t)t->split.ntrain);
+    core_rng_shuffle(t->cfg.seed, CORE_STREAM_SHUFFLE + (uint64_t)p->epoch, t->order,
+                     t->split.ntrain);
+    int first = (int)(p->step - p->epoch * bpe);
+    if (first == 0)
+        guard_snapshot(t);
+    double t0 = now_s();
+    int64_t seen0 = p->seen;
+    for (int b = first; b < bpe; b++) {
+        int n = b * B + B <= t->split.ntrain ? B : t->split.ntrain - b * B;
+        core_dataset_gather(t->data, t->order + (size_t)b * B, n, t->x, t->y);
+        core_sched_point sp = sched_at(t, p->step);
+        float eps = eps_at(t, p->step);
+        int correct = 0;
+        float loss = train_batch(t, n, eps, &correct);
+        core_optim_step(&t->opt, t->model->params, t->model->grads, sp.lr, sp.momentum);
+        p->step++;
+        p->loss_sum += (double)loss * n;
+        p->correct += correct;
+        p->seen += n;
+        double dt = now_s() - t0;
+        core_batch_info bi = {
+            .step = p->step, .epoch = (int)p->epoch, .batch = b, .batches = bpe, .loss = loss,
+            .acc = (float)correct / (float)n, .lr = sp.lr, .eps = eps,
+            .images_per_s = dt > 0 ? (double)(p->seen - seen0) / dt : 0.0,
+        };
+        if (h && h->on_batch && h->on_batch(h->ctx, &bi))
+            return 1;
+    }
+    return finish_epoch(t, t0, seen0, h, err);
+}
+
+int core_trainer_run(core_trainer *t, const core_train_hooks *hooks, char *err)
+{
+    while (t->progress.epoch < t->cfg.epochs) {
+        int r = run_epoch(t, hooks, err);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* ---- checkpoints, evaluation -------------------------------------------- */
+
+int core_trainer_save(const core_trainer *t, uint8_t **buf, size_t *len, char *err)
+{
+    return core_state_save(t->model, &t->opt, &t->progress, buf, len, err);
+}
+
+int core_trainer_load(core_trainer *t, const uint8_t *buf, size_t len, char *err)
+{
+    core_progress p;
+    if (core_state_load(t->model, &t->opt, &p, buf, len, err))
+        return -1;
+    if (p.seed != t->cfg.seed)
+        return core_errf(err, "checkpoint seed '%llu' differs from the job's '%llu'",
+                         (unsigned long long)p.seed, (unsigned long long)t->cfg.seed);
+    t->progress = p;
+    return 0;
+}
+
+int core_evaluate(core_model *m, core_attack_ws *ws, const core_dataset *ds, const int *idx,
+                  int n, int batch, const core_attack_cfg *attack, uint64_t stream,
+                  core_eval_result *out, char *err)
+{
+    const size_t dim = core_shape_size(ds->shape);
+    float *x = core_alloc(sizeof(float) * batch * dim), *xa = core_alloc(sizeof(float) * batch * dim);
+    int *y = core_alloc(sizeof(int) * batch);
+    uint8_t *robust = core_alloc((size_t)batch);
+    int rc = 0;
+    if (!x || !xa || !y || !robust) {
+        rc = core_errf(err, "out of memory for an evaluation batch of %d", batch);
+        goto done;
+    }
+    double loss = 0.0;
+    int64_t ok = 0, rob = 0;
+    for (int b = 0; b < n && rc == 0; b += batch) {
+        int nb = n - b < batch ? n - b : batch;
+        core_dataset_gather(ds, idx + b, nb, x, y);
+        const float *z = core_model_forward(m, x, nb);
+        loss += core_loss_ce(z, y, nb, m->nclass, NULL, NULL) * nb;
+        ok += core_count_correct(z, y, nb, m->nclass);
+        if (!attack)
+            continue;
+        rc = core_attack_run(attack, m, ws, x, y, NULL, nb,
+                             stream + ((uint64_t)b << 24), xa, robust, err);
+        for (int i = 0; i < nb; i++)
+            rob += robust[i];
+    }
+    *out = (core_eval_result){
+        .clean_acc = n ? (double)ok / n : NAN, .clean_loss = n ? loss / n : NAN,
+        .robust_acc = attack && n ? (double)rob / n : NAN, .n = n,
+    };
+done:
+    core_free(x);
+    core_free(xa);
+    core_free(y);
+    core_free(robust);
+    return rc;
+}
