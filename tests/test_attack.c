@@ -5,8 +5,9 @@
  * of 0.25/0.75 pixels plus Gaussian noise (sigma 0.1), so a small CNN learns
  * it in a few hundred SGD steps (well under a second) and reaches ~100 %
  * clean accuracy, while a perturbation of a few tenths per pixel breaks it.
- * The model is trained once, in an unchecked fixture, and every test
- * attacks the same held-out batch.
+ * Every test trains the model afresh in a checked fixture (inside Check's
+ * fork: libgomp's thread pool does not survive a fork, so the parent must
+ * never start it) and attacks the same held-out batch.
  */
 #include "testutil.h"
 
@@ -522,7 +523,7 @@ static Suite *suite_attack(void)
 {
     Suite *s = suite_create("attack");
     TCase *tc = tcase_create("attack");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_clean_model);
     tcase_add_test(tc, test_bounds);
