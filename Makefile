@@ -7,6 +7,7 @@
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py
 #   make deps       install missing Debian packages
 #   PORTABLE=1      build for any x86-64-v3 machine instead of -march=native
+#   GEMM=openblas   use OpenBLAS's sgemm instead of core/gemm.c's kernels
 
 CC       ?= cc
 PORTABLE ?= 0
@@ -25,7 +26,13 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += $(ARCH) -std=gnu11 -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter \
             -I. -Icore $(SAN) $(shell pkg-config --cflags libpng zlib 2>/dev/null)
 LDFLAGS  += -fopenmp $(SAN)
-CORE_LIBS := $(shell pkg-config --libs libpng zlib 2>/dev/null) -lopenblas -lm
+CORE_LIBS := $(shell pkg-config --libs libpng zlib 2>/dev/null) -lm
+ifeq ($(GEMM),openblas)
+CFLAGS    += -DADV_GEMM_OPENBLAS
+CORE_LIBS += -lopenblas
+BUILD     := $(BUILD)-openblas
+BIN       := $(BUILD)/bin
+endif
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 CORE_SRC := $(wildcard core/*.c)

@@ -8,6 +8,10 @@
  * succeeds (misclassifies, or reaches the target), else the one of highest
  * loss. Restart r draws its start from round r only, so restart 0 of an
  * R-restart run is the 1-restart run and more restarts are never weaker.
+ * Random starts are uniform points of the eps-ball (L2: a normal direction
+ * with radius eps * u^(1/dim), uniform in volume); random_start 2 is
+ * TRADES' x + 0.001 N(0, 1). NOISE is one such uniform point (restarts are
+ * ignored).
  *
  * Determinism: see attack_internal.h for the counter scheme. Parallel loops
  * run over examples or pixels with each result written by one thread and

@@ -13,6 +13,12 @@ void core_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *c, int ldc);
 
+/* The same product by the plain triple loop (double accumulation): the
+ * reference the tests compare against. */
+void core_gemm_reference(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc);
+
 /* Threads for both OpenMP loops and the BLAS (n <= 0: all cores). */
 void core_set_threads(int n);
 int core_threads(void);
