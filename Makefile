@@ -23,20 +23,26 @@ endif
 
 PKGS     := libpng zlib check
 CFLAGS   ?= -O2 -g
-CFLAGS   += $(ARCH) -std=gnu11 -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter \
+override CFLAGS += $(ARCH) -std=gnu11 -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter \
             -I. -Icore $(SAN) $(shell pkg-config --cflags libpng zlib 2>/dev/null)
 LDFLAGS  += -fopenmp $(SAN)
 CORE_LIBS := $(shell pkg-config --libs libpng zlib 2>/dev/null) -lm
 ifeq ($(GEMM),openblas)
-CFLAGS    += -DADV_GEMM_OPENBLAS
+override CFLAGS += -DADV_GEMM_OPENBLAS
 CORE_LIBS += -lopenblas
 BUILD     := $(BUILD)-openblas
 BIN       := $(BUILD)/bin
 endif
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+# The daemon's side: the wire protocol (proto/) and the SQLite store.
+override CFLAGS += $(shell pkg-config --cflags jansson sqlite3 2>/dev/null)
+ADV_LIBS := $(shell pkg-config --libs jansson sqlite3 2>/dev/null)
 
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+PROTO_SRC := $(wildcard proto/*.c)
+DAEMON_LIB_SRC := daemon/store.c
+ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -53,12 +59,19 @@ $(BUILD)/%.o: %.c $(wildcard core/*.h) | deps
 $(BUILD)/libcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
+# proto/ and the daemon's library parts (everything but its main); core/
+# objects do not depend on their headers.
+$(ADV_OBJ) $(TEST_SRC:%.c=$(BUILD)/%.o): $(wildcard proto/*.h daemon/*.h)
+$(BUILD)/libadvd.a: $(ADV_OBJ)
+	ar rcs $@ $^
+
 $(BIN)/advbench: $(BUILD)/tools/advbench.o $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) $(CHECK_LIBS) -o $@
+# Every test links every library: the linker takes only what it uses.
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(CORE_LIBS) $(CHECK_LIBS) -o $@
 
 # Each test file is its own Check program; all of them run even if one fails.
 check: deps $(TEST_BIN)

@@ -1,0 +1,980 @@
+/*
+ * store.c - the SQLite store (see store.h for the API and its conventions).
+ *
+ * Schema, version 1 (PRAGMA user_version = 1):
+ *   jobs(id, kind 'train'|'eval', name, spec JSON, state queued|running|
+ *        succeeded|failed|cancelled, priority, parent -> jobs, progress,
+ *        attempts, error, created, started, finished)
+ *   checkpoints(id, job -> jobs, epoch, step, state BLOB, size, checksum
+ *        (zlib crc32 of state), val_robust_acc (NULL: not measured),
+ *        created; UNIQUE (job, step))
+ *   metrics(job -> jobs, key, step, epoch, value (NULL: NaN), time;
+ *        PRIMARY KEY (job, key, step))
+ *   evaluations(id, job -> jobs, checkpoint -> checkpoints (SET NULL when
+ *        pruned), epoch, step, spec JSON, eps, n, clean_acc, robust_acc,
+ *        survival BLOB (n bytes), warnings JSON array, created)
+ * A later version is one more entry in migrations[]: the SQL that takes
+ * version i to i + 1, run in the same transaction as the user_version bump.
+ */
+#include "store.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('train', 'eval')),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  spec TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN"
+    "    ('queued', 'running', 'succeeded', 'failed', 'cancelled')),"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  parent INTEGER REFERENCES jobs(id),"
+    "  progress REAL NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  created REAL NOT NULL,"
+    "  started REAL,"
+    "  finished REAL);"
+    "CREATE INDEX jobs_queue ON jobs (state, priority DESC, id);"
+    "CREATE INDEX jobs_parent ON jobs (parent);"
+    "CREATE TABLE checkpoints ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  epoch INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  state BLOB NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  checksum INTEGER NOT NULL,"
+    "  val_robust_acc REAL,"
+    "  created REAL NOT NULL,"
+    "  UNIQUE (job, step));"
+    "CREATE TABLE metrics ("
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  value REAL,"
+    "  time REAL NOT NULL,"
+    "  PRIMARY KEY (job, key, step)) WITHOUT ROWID;"
+    "CREATE TABLE evaluations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  checkpoint INTEGER REFERENCES checkpoints(id) ON DELETE SET NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  spec TEXT NOT NULL,"
+    "  eps REAL NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  clean_acc REAL,"
+    "  robust_acc REAL,"
+    "  survival BLOB,"
+    "  warnings TEXT NOT NULL DEFAULT '[]',"
+    "  created REAL NOT NULL);"
+    "CREATE INDEX evaluations_job ON evaluations (job);",
+};
+_Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
+               "one migration per schema version");
+
+/* The best checkpoint of job ?1, one definition for pruning, loading and
+ * listing: highest validation robust accuracy, the earliest at a tie. */
+#define BEST_ID                                                                  \
+    "(SELECT id FROM checkpoints WHERE job = ?1 AND val_robust_acc IS NOT NULL " \
+    "ORDER BY val_robust_acc DESC, step ASC LIMIT 1)"
+
+#define JOB_COLS                                                                 \
+    "id, kind, name, spec, state, priority, attempts, parent, progress, created, " \
+    "started, finished, error"
+#define CKPT_COLS "id, job, epoch, step, val_robust_acc, checksum, size, created, " \
+                  "id = " BEST_ID
+#define EVAL_COLS "id, job, checkpoint, epoch, step, spec, eps, n, clean_acc, robust_acc, " \
+                  "survival, warnings, created"
+
+/* Every statement, prepared once on first use. */
+enum {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_JOB_EXISTS, S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_STATE, S_JOB_CLAIM,
+    S_JOB_REQUEUE, S_JOB_PROGRESS,
+    S_CKPT_PUT, S_CKPT_PRUNE, S_CKPT_LATEST, S_CKPT_BEST, S_CKPT_EPOCH, S_CKPT_LIST,
+    S_METRIC_PUT, S_METRIC_GET,
+    S_EVAL_CKPT, S_EVAL_PUT, S_EVAL_LIST,
+    S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_JOB_EXISTS] = "SELECT kind, state FROM jobs WHERE id = ?1",
+    [S_JOB_INSERT] = "INSERT INTO jobs (kind, name, spec, priority, parent, created) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [S_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR state = ?1) "
+                   "AND (?2 IS NULL OR kind = ?2) ORDER BY priority DESC, id LIMIT ?3",
+    /* ?2 the new state, ?3 the error, ?4 now, ?5 ?6 the states it may leave. */
+    [S_JOB_STATE] =
+        "UPDATE jobs SET state = ?2,"
+        " started = CASE ?2 WHEN 'running' THEN ?4 WHEN 'queued' THEN NULL ELSE started END,"
+        " finished = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN ?4 END,"
+        " attempts = attempts + (?2 = 'running'),"
+        " progress = CASE ?2 WHEN 'succeeded' THEN 1.0 ELSE progress END,"
+        " error = CASE ?2 WHEN 'succeeded' THEN NULL ELSE coalesce(?3, error) END"
+        " WHERE id = ?1 AND state IN (?5, ?6)",
+    [S_JOB_CLAIM] =
+        "UPDATE jobs SET state = 'running', started = ?1, finished = NULL,"
+        " attempts = attempts + 1 WHERE id = ("
+        " SELECT j.id FROM jobs j WHERE j.state = 'queued' AND (j.parent IS NULL OR"
+        " (SELECT p.state FROM jobs p WHERE p.id = j.parent) NOT IN ('queued', 'running'))"
+        " ORDER BY j.priority DESC, j.id LIMIT 1) RETURNING id",
+    [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', started = NULL WHERE state = 'running'",
+    [S_JOB_PROGRESS] = "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'running'",
+    [S_CKPT_PUT] =
+        "INSERT INTO checkpoints (job, epoch, step, state, size, checksum, val_robust_acc,"
+        " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job, step) DO UPDATE"
+        " SET epoch = excluded.epoch, state = excluded.state, size = excluded.size,"
+        " checksum = excluded.checksum, val_robust_acc = excluded.val_robust_acc,"
+        " created = excluded.created RETURNING id",
+    [S_CKPT_PRUNE] =
+        "DELETE FROM checkpoints WHERE job = ?1 AND id NOT IN (SELECT id FROM checkpoints"
+        " WHERE job = ?1 ORDER BY step DESC LIMIT ?2) AND id IS NOT " BEST_ID,
+    [S_CKPT_LATEST] = "SELECT " CKPT_COLS ", state FROM checkpoints WHERE job = ?1"
+                      " ORDER BY step DESC LIMIT 1",
+    [S_CKPT_BEST] = "SELECT " CKPT_COLS ", state FROM checkpoints WHERE id = " BEST_ID,
+    [S_CKPT_EPOCH] = "SELECT " CKPT_COLS ", state FROM checkpoints WHERE job = ?1"
+                     " AND epoch = ?2 ORDER BY step LIMIT 1",
+    [S_CKPT_LIST] = "SELECT " CKPT_COLS " FROM checkpoints WHERE job = ?1 ORDER BY step",
+    [S_METRIC_PUT] = "INSERT INTO metrics (job, key, step, epoch, value, time)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, key, step) DO UPDATE"
+                     " SET epoch = excluded.epoch, value = excluded.value, time = excluded.time",
+    [S_METRIC_GET] = "SELECT key, step, epoch, value, time FROM metrics WHERE job = ?1"
+                     " AND (?2 IS NULL OR key = ?2) AND step >= ?3 ORDER BY key, step",
+    [S_EVAL_CKPT] = "SELECT epoch, step FROM checkpoints WHERE id = ?1",
+    [S_EVAL_PUT] = "INSERT INTO evaluations (job, checkpoint, epoch, step, spec, eps, n,"
+                   " clean_acc, robust_acc, survival, warnings, created)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [S_EVAL_LIST] = "SELECT " EVAL_COLS " FROM evaluations WHERE job = ?1 OR job IN"
+                    " (SELECT id FROM jobs WHERE parent = ?1) ORDER BY id",
+};
+
+struct adv_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+/* ---------------------------------------------------------------- basics */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* "cannot WHAT: SQLite's message" (what is formatted). */
+__attribute__((format(printf, 3, 4))) static int db_err(adv_store *st, char *err,
+                                                        const char *fmt, ...)
+{
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return core_errf(err, "cannot %s: %s", what, sqlite3_errmsg(st->db));
+}
+
+/* The statement, prepared on first use and reset with no bindings. */
+static sqlite3_stmt *prep(adv_store *st, int id, char *err)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        return s;
+    }
+    if (sqlite3_prepare_v3(st->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[id], NULL)) {
+        db_err(st, err, "prepare statement %d", id);
+        return NULL;
+    }
+    return st->stmt[id];
+}
+
+/* Run a statement that returns no rows to its end. */
+static int run(adv_store *st, sqlite3_stmt *s, const char *what, char *err)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return db_err(st, err, "%s", what);
+    return 0;
+}
+
+/* Next row: 1, or 0 at the end, or -1 on an error. */
+static int row(adv_store *st, sqlite3_stmt *s, const char *what, char *err)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    db_err(st, err, "%s", what);
+    sqlite3_reset(s);
+    return -1;
+}
+
+static int simple(adv_store *st, int id, const char *what, char *err)
+{
+    sqlite3_stmt *s = prep(st, id, err);
+    return s ? run(st, s, what, err) : -1;
+}
+
+static int begin(adv_store *st, char *err)
+{
+    return simple(st, S_BEGIN, "begin a transaction", err);
+}
+
+static int commit(adv_store *st, char *err)
+{
+    return simple(st, S_COMMIT, "commit", err);
+}
+
+/* Undo after a failure; returns rc so error paths read "return undo(...)". */
+static int undo(adv_store *st, int rc)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        simple(st, S_ROLLBACK, "roll back", NULL);
+    return rc;
+}
+
+static char *dup_text(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static double col_real(sqlite3_stmt *s, int col, double if_null)
+{
+    return sqlite3_column_type(s, col) == SQLITE_NULL ? if_null : sqlite3_column_double(s, col);
+}
+
+static void bind_real(sqlite3_stmt *s, int i, double v)
+{
+    if (isnan(v))
+        sqlite3_bind_null(s, i);
+    else
+        sqlite3_bind_double(s, i, v);
+}
+
+/* Whether job id exists: 0, or ADV_STORE_NOT_FOUND. */
+static int job_exists(adv_store *st, int64_t id, adv_job_kind *kind, char *err)
+{
+    sqlite3_stmt *s = prep(st, S_JOB_EXISTS, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    int r = row(st, s, "look up a job", err);
+    if (r == 1 && kind)
+        adv_job_kind_parse((const char *)sqlite3_column_text(s, 0), kind);
+    sqlite3_reset(s);
+    if (r < 0)
+        return -1;
+    return r ? 0 : (core_errf(err, "no job %lld", (long long)id), ADV_STORE_NOT_FOUND);
+}
+
+/* ------------------------------------------------------ open and schema */
+
+static int pragma_int(adv_store *st, const char *pragma, int *out, char *err)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, pragma, -1, &s, NULL))
+        return db_err(st, err, "run '%s'", pragma);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_err(st, err, "run '%s'", pragma);
+    return 0;
+}
+
+static int exec(adv_store *st, const char *text, const char *what, char *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, text, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    core_errf(err, "cannot %s: %s", what, msg ? msg : sqlite3_errmsg(st->db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+/* WAL so that readers never block the daemon; FULL sync so that a commit
+ * survives a power cut too, not only a crash. */
+static int configure(adv_store *st, int busy_ms, char *err)
+{
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, busy_ms);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL))
+        return db_err(st, err, "set WAL mode");
+    int rc = sqlite3_step(s);
+    int wal = rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+    sqlite3_finalize(s);
+    if (!wal)
+        return rc == SQLITE_ROW ? core_errf(err, "cannot set WAL mode: the database refused")
+                                : db_err(st, err, "set WAL mode");
+    int fk = 0;
+    if (exec(st, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL", "configure", err) ||
+        pragma_int(st, "PRAGMA foreign_keys", &fk, err))
+        return -1;
+    return fk == 1 ? 0 : core_errf(err, "cannot enable foreign keys: SQLite built without them");
+}
+
+/* Read the version and step it up inside one write transaction, so that
+ * two processes opening a new file at once migrate it once. */
+static int migrate(adv_store *st, char *err)
+{
+    int v = 0;
+    if (begin(st, err) || pragma_int(st, "PRAGMA user_version", &v, err))
+        return undo(st, -1);
+    if (v > ADV_STORE_SCHEMA)
+        return undo(st, core_errf(err, "database schema version %d is newer than this "
+                                       "advd's (%d)", v, ADV_STORE_SCHEMA));
+    for (; v < ADV_STORE_SCHEMA; v++) {
+        char bump[64], what[64];
+        snprintf(what, sizeof what, "migrate the schema to version %d", v + 1);
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        if (exec(st, migrations[v], what, err) || exec(st, bump, what, err))
+            return undo(st, -1);
+    }
+    return commit(st, err) ? undo(st, -1) : 0;
+}
+
+int adv_store_open(const char *path, int busy_ms, adv_store **out, char *err)
+{
+    *out = NULL;
+    adv_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return core_errf(err, "out of memory");
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+        core_errf(err, "cannot open database '%s': %s", path,
+                  st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        adv_store_close(st);
+        return -1;
+    }
+    if (configure(st, busy_ms, err) || migrate(st, err)) {
+        adv_store_close(st);
+        return -1;
+    }
+    *out = st;
+    return 0;
+}
+
+void adv_store_close(adv_store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+int adv_store_schema_version(adv_store *st, int *version, char *err)
+{
+    return pragma_int(st, "PRAGMA user_version", version, err);
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+void adv_job_clear(adv_job *j)
+{
+    free(j->spec);
+    free(j->error);
+    memset(j, 0, sizeof *j);
+}
+
+void adv_jobs_free(adv_job *jobs, int n)
+{
+    for (int i = 0; jobs && i < n; i++)
+        adv_job_clear(&jobs[i]);
+    free(jobs);
+}
+
+/* One row of JOB_COLS. */
+static int read_job(sqlite3_stmt *s, adv_job *j, char *err)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(s, 0);
+    adv_job_kind_parse((const char *)sqlite3_column_text(s, 1), &j->kind);
+    snprintf(j->name, sizeof j->name, "%s", (const char *)sqlite3_column_text(s, 2));
+    j->spec = dup_text(s, 3);
+    adv_job_state_parse((const char *)sqlite3_column_text(s, 4), &j->state);
+    j->priority = sqlite3_column_int(s, 5);
+    j->attempts = sqlite3_column_int(s, 6);
+    j->parent = sqlite3_column_int64(s, 7);
+    j->progress = sqlite3_column_double(s, 8);
+    j->created = sqlite3_column_double(s, 9);
+    j->started = sqlite3_column_double(s, 10);
+    j->finished = sqlite3_column_double(s, 11);
+    j->error = dup_text(s, 12);
+    if (!j->spec || (!j->error && sqlite3_column_type(s, 12) != SQLITE_NULL)) {
+        adv_job_clear(j);
+        return core_errf(err, "out of memory");
+    }
+    return 0;
+}
+
+int adv_store_job_insert(adv_store *st, const adv_job *j, int64_t *id, char *err)
+{
+    adv_job_kind parent_kind;
+    if (!j->spec)
+        return core_errf(err, "cannot insert a job without a spec");
+    if (begin(st, err))
+        return -1;
+    int rc = j->parent ? job_exists(st, j->parent, &parent_kind, err) : 0;
+    if (rc)
+        return undo(st, rc);
+    if (j->parent && parent_kind != ADV_JOB_TRAIN)
+        return undo(st, (core_errf(err, "job %lld is not a training job", (long long)j->parent),
+                         ADV_STORE_CONFLICT));
+    sqlite3_stmt *s = prep(st, S_JOB_INSERT, err);
+    if (!s)
+        return undo(st, -1);
+    sqlite3_bind_text(s, 1, adv_job_kind_name(j->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, j->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 3, j->spec, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, j->priority);
+    if (j->parent)
+        sqlite3_bind_int64(s, 5, j->parent);
+    sqlite3_bind_double(s, 6, now());
+    if (run(st, s, "insert a job", err))
+        return undo(st, -1);
+    int64_t new_id = sqlite3_last_insert_rowid(st->db);
+    if (commit(st, err))
+        return undo(st, -1);
+    if (id)
+        *id = new_id;
+    return 0;
+}
+
+int adv_store_job_get(adv_store *st, int64_t id, adv_job *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = prep(st, S_JOB_GET, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    int r = row(st, s, "read a job", err);
+    int rc = r < 0 ? -1 : r == 0 ? (core_errf(err, "no job %lld", (long long)id),
+                                    ADV_STORE_NOT_FOUND)
+                                 : read_job(s, out, err);
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Collect every row of a query with read_one into a growing array. */
+typedef int (*read_fn)(sqlite3_stmt *s, void *item, char *err);
+
+static int collect(adv_store *st, sqlite3_stmt *s, size_t size, read_fn read_one,
+                   void (*free_all)(void *, int), const char *what, void **out, int *n,
+                   char *err)
+{
+    char *items = NULL;
+    int count = 0, cap = 0, r;
+    while ((r = row(st, s, what, err)) == 1) {
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            char *p = realloc(items, (size_t)cap * size);
+            if (!p) {
+                r = core_errf(err, "out of memory");
+                break;
+            }
+            items = p;
+        }
+        if (read_one(s, items + (size_t)count * size, err)) {
+            r = -1;
+            break;
+        }
+        count++;
+    }
+    sqlite3_reset(s);
+    if (r < 0) {
+        free_all(items, count);
+        return -1;
+    }
+    *out = items;
+    *n = count;
+    return 0;
+}
+
+static int read_job_v(sqlite3_stmt *s, void *item, char *err)
+{
+    return read_job(s, item, err);
+}
+
+static void free_jobs_v(void *p, int n)
+{
+    adv_jobs_free(p, n);
+}
+
+int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_JOB_LIST, err);
+    if (!s)
+        return -1;
+    if (f && f->state >= 0)
+        sqlite3_bind_text(s, 1, adv_job_state_name(f->state), -1, SQLITE_STATIC);
+    if (f && f->kind >= 0)
+        sqlite3_bind_text(s, 2, adv_job_kind_name(f->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, f && f->limit > 0 ? f->limit : -1);
+    return collect(st, s, sizeof(adv_job), read_job_v, free_jobs_v, "list jobs", (void **)out,
+                   n, err);
+}
+
+/* Why a state change matched no row: no such job, or a conflict. */
+static int explain_state(adv_store *st, int64_t id, adv_job_state to, char *err)
+{
+    adv_job j;
+    int rc = adv_store_job_get(st, id, &j, err);
+    if (rc)
+        return rc;
+    core_errf(err, "cannot mark job %lld %s: it is %s", (long long)id, adv_job_state_name(to),
+              adv_job_state_name(j.state));
+    adv_job_clear(&j);
+    return ADV_STORE_CONFLICT;
+}
+
+int adv_store_job_set_state(adv_store *st, int64_t id, adv_job_state state, const char *error,
+                            char *err)
+{
+    /* The states each state may be entered from (two, repeated if one). */
+    static const adv_job_state from[ADV_NSTATES][2] = {
+        [ADV_STATE_QUEUED] = {ADV_STATE_RUNNING, ADV_STATE_RUNNING},
+        [ADV_STATE_RUNNING] = {ADV_STATE_QUEUED, ADV_STATE_QUEUED},
+        [ADV_STATE_SUCCEEDED] = {ADV_STATE_RUNNING, ADV_STATE_RUNNING},
+        [ADV_STATE_FAILED] = {ADV_STATE_QUEUED, ADV_STATE_RUNNING},
+        [ADV_STATE_CANCELLED] = {ADV_STATE_QUEUED, ADV_STATE_RUNNING},
+    };
+    if ((unsigned)state >= ADV_NSTATES)
+        return core_errf(err, "invalid job state %d", (int)state);
+    sqlite3_stmt *s = prep(st, S_JOB_STATE, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, adv_job_state_name(state), -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(s, 3, error, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(s, 4, now());
+    sqlite3_bind_text(s, 5, adv_job_state_name(from[state][0]), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, adv_job_state_name(from[state][1]), -1, SQLITE_STATIC);
+    if (run(st, s, "change a job's state", err))
+        return -1;
+    return sqlite3_changes(st->db) ? 0 : explain_state(st, id, state, err);
+}
+
+int adv_store_job_claim(adv_store *st, adv_job *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = prep(st, S_JOB_CLAIM, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_double(s, 1, now());
+    int r = row(st, s, "claim a job", err);
+    int64_t id = r == 1 ? sqlite3_column_int64(s, 0) : 0;
+    /* Stepping to the end completes the UPDATE ... RETURNING. */
+    if (r == 1 && sqlite3_step(s) != SQLITE_DONE)
+        r = db_err(st, err, "claim a job");
+    sqlite3_reset(s);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return core_errf(err, "no job is waiting to run"), ADV_STORE_NOT_FOUND;
+    return adv_store_job_get(st, id, out, err);
+}
+
+int adv_store_requeue_running(adv_store *st, int *count, char *err)
+{
+    if (simple(st, S_JOB_REQUEUE, "requeue running jobs", err))
+        return -1;
+    if (count)
+        *count = sqlite3_changes(st->db);
+    return 0;
+}
+
+int adv_store_job_progress(adv_store *st, int64_t id, double progress, char *err)
+{
+    if (!(progress >= 0.0 && progress <= 1.0))
+        return core_errf(err, "invalid progress '%g' (must be in [0, 1])", progress);
+    sqlite3_stmt *s = prep(st, S_JOB_PROGRESS, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_double(s, 2, progress);
+    if (run(st, s, "record a job's progress", err))
+        return -1;
+    return sqlite3_changes(st->db) ? 0 : explain_state(st, id, ADV_STATE_RUNNING, err);
+}
+
+/* ----------------------------------------------------------- checkpoints */
+
+void adv_ckpt_clear(adv_ckpt *c)
+{
+    free(c->state);
+    memset(c, 0, sizeof *c);
+}
+
+void adv_ckpts_free(adv_ckpt *c, int n)
+{
+    for (int i = 0; c && i < n; i++)
+        adv_ckpt_clear(&c[i]);
+    free(c);
+}
+
+static uint32_t checksum(const uint8_t *p, size_t n)
+{
+    return (uint32_t)crc32_z(crc32_z(0, NULL, 0), p, n);
+}
+
+int adv_store_ckpt_put(adv_store *st, const adv_ckpt *c, int keep_last, int64_t *id, char *err)
+{
+    if (!c->state || c->size == 0)
+        return core_errf(err, "cannot store an empty checkpoint for job %lld", (long long)c->job);
+    if (c->size > INT32_MAX)
+        return core_errf(err, "checkpoint of %zu bytes is larger than SQLite allows", c->size);
+    if (begin(st, err))
+        return -1;
+    int rc = job_exists(st, c->job, NULL, err);
+    if (rc)
+        return undo(st, rc);
+    sqlite3_stmt *s = prep(st, S_CKPT_PUT, err);
+    if (!s)
+        return undo(st, -1);
+    sqlite3_bind_int64(s, 1, c->job);
+    sqlite3_bind_int(s, 2, c->epoch);
+    sqlite3_bind_int64(s, 3, c->step);
+    sqlite3_bind_blob(s, 4, c->state, (int)c->size, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)c->size);
+    sqlite3_bind_int64(s, 6, checksum(c->state, c->size));
+    bind_real(s, 7, c->val_robust_acc);
+    sqlite3_bind_double(s, 8, now());
+    int r = row(st, s, "store a checkpoint", err);
+    int64_t new_id = r == 1 ? sqlite3_column_int64(s, 0) : 0;
+    if (r == 1 && sqlite3_step(s) != SQLITE_DONE)
+        r = db_err(st, err, "store a checkpoint");
+    sqlite3_reset(s);
+    if (r != 1)
+        return undo(st, r < 0 ? -1 : core_errf(err, "cannot store a checkpoint: no row"));
+    if (keep_last > 0) {
+        sqlite3_stmt *p = prep(st, S_CKPT_PRUNE, err);
+        if (!p)
+            return undo(st, -1);
+        sqlite3_bind_int64(p, 1, c->job);
+        sqlite3_bind_int(p, 2, keep_last);
+        if (run(st, p, "prune old checkpoints", err))
+            return undo(st, -1);
+    }
+    if (commit(st, err))
+        return undo(st, -1);
+    if (id)
+        *id = new_id;
+    return 0;
+}
+
+/* One row of CKPT_COLS (and the state after them when with_state). */
+static int read_ckpt(sqlite3_stmt *s, adv_ckpt *c, int with_state, char *err)
+{
+    memset(c, 0, sizeof *c);
+    c->id = sqlite3_column_int64(s, 0);
+    c->job = sqlite3_column_int64(s, 1);
+    c->epoch = sqlite3_column_int(s, 2);
+    c->step = sqlite3_column_int64(s, 3);
+    c->val_robust_acc = col_real(s, 4, NAN);
+    c->checksum = (uint32_t)sqlite3_column_int64(s, 5);
+    c->size = (size_t)sqlite3_column_int64(s, 6);
+    c->created = sqlite3_column_double(s, 7);
+    c->is_best = sqlite3_column_int(s, 8);
+    if (!with_state)
+        return 0;
+    const void *blob = sqlite3_column_blob(s, 9);
+    size_t n = (size_t)sqlite3_column_bytes(s, 9);
+    if (n != c->size || checksum(blob, n) != c->checksum)
+        return core_errf(err, "checkpoint %lld of job %lld fails its checksum (%zu bytes, crc32 "
+                              "%08x; stored %zu bytes, crc32 %08x)", (long long)c->id,
+                         (long long)c->job, n, blob ? checksum(blob, n) : 0, c->size,
+                         c->checksum), ADV_STORE_CORRUPT;
+    c->state = malloc(n);
+    if (!c->state)
+        return core_errf(err, "out of memory for a checkpoint of %zu bytes", n);
+    memcpy(c->state, blob, n);
+    return 0;
+}
+
+int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    int id = ref.which == ADV_CKPT_BEST ? S_CKPT_BEST
+             : ref.which == ADV_CKPT_EPOCH ? S_CKPT_EPOCH : S_CKPT_LATEST;
+    sqlite3_stmt *s = prep(st, id, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    if (ref.which == ADV_CKPT_EPOCH)
+        sqlite3_bind_int(s, 2, ref.epoch);
+    int r = row(st, s, "read a checkpoint", err);
+    int rc = r < 0 ? -1 : r == 1 ? read_ckpt(s, out, 1, err) : ADV_STORE_NOT_FOUND;
+    sqlite3_reset(s);
+    if (rc == ADV_STORE_NOT_FOUND) {
+        int exists = job_exists(st, job, NULL, err);
+        if (exists)
+            return exists;
+        if (ref.which == ADV_CKPT_BEST)
+            core_errf(err, "no checkpoint of job %lld has a validation robust accuracy",
+                      (long long)job);
+        else if (ref.which == ADV_CKPT_EPOCH)
+            core_errf(err, "no checkpoint of job %lld at epoch %d", (long long)job, ref.epoch);
+        else
+            core_errf(err, "no checkpoint of job %lld", (long long)job);
+    }
+    if (rc && rc != ADV_STORE_NOT_FOUND)
+        adv_ckpt_clear(out);
+    return rc;
+}
+
+static int read_ckpt_v(sqlite3_stmt *s, void *item, char *err)
+{
+    return read_ckpt(s, item, 0, err);
+}
+
+static void free_ckpts_v(void *p, int n)
+{
+    adv_ckpts_free(p, n);
+}
+
+int adv_store_ckpt_list(adv_store *st, int64_t job, adv_ckpt **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_CKPT_LIST, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    return collect(st, s, sizeof(adv_ckpt), read_ckpt_v, free_ckpts_v, "list checkpoints",
+                   (void **)out, n, err);
+}
+
+/* --------------------------------------------------------------- metrics */
+
+static int put_metric(adv_store *st, sqlite3_stmt *s, int64_t job, const adv_metric *m,
+                      double t, char *err)
+{
+    if (!m->key || !*m->key || strlen(m->key) >= ADV_METRIC_KEY)
+        return core_errf(err, "invalid metric key '%.64s' (1 to %d bytes)", m->key ? m->key : "",
+                         ADV_METRIC_KEY - 1);
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, job);
+    sqlite3_bind_text(s, 2, m->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, m->step);
+    sqlite3_bind_int(s, 4, m->epoch);
+    bind_real(s, 5, m->value);
+    sqlite3_bind_double(s, 6, t);
+    char what[96];
+    snprintf(what, sizeof what, "store metric '%s'", m->key);
+    return run(st, s, what, err);
+}
+
+int adv_store_metrics_put(adv_store *st, int64_t job, const adv_metric *m, int n, char *err)
+{
+    if (begin(st, err))
+        return -1;
+    int rc = job_exists(st, job, NULL, err);
+    if (rc)
+        return undo(st, rc);
+    sqlite3_stmt *s = prep(st, S_METRIC_PUT, err);
+    if (!s)
+        return undo(st, -1);
+    double t = now();
+    for (int i = 0; i < n; i++)
+        if (put_metric(st, s, job, &m[i], t, err))
+            return undo(st, -1);
+    return commit(st, err) ? undo(st, -1) : 0;
+}
+
+static int read_metric(sqlite3_stmt *s, void *item, char *err)
+{
+    adv_metric_row *m = item;
+    snprintf(m->key, sizeof m->key, "%s", (const char *)sqlite3_column_text(s, 0));
+    m->step = sqlite3_column_int64(s, 1);
+    m->epoch = sqlite3_column_int(s, 2);
+    m->value = col_real(s, 3, NAN);
+    m->time = sqlite3_column_double(s, 4);
+    return 0;
+}
+
+static void free_plain(void *p, int n)
+{
+    free(p);
+}
+
+int adv_store_metrics_get(adv_store *st, int64_t job, const char *key, int64_t since,
+                          adv_metric_row **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_METRIC_GET, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    if (key)
+        sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, since);
+    return collect(st, s, sizeof(adv_metric_row), read_metric, free_plain, "read metrics",
+                   (void **)out, n, err);
+}
+
+/* ----------------------------------------------------------- evaluations */
+
+void adv_evals_free(adv_eval *e, int n)
+{
+    for (int i = 0; e && i < n; i++) {
+        free(e[i].spec);
+        free(e[i].survival);
+        free(e[i].warnings);
+    }
+    free(e);
+}
+
+/* Warnings must be a JSON array of strings: clients print them as is. */
+static int check_warnings(const char *text, char *err)
+{
+    json_error_t jerr;
+    json_t *w = json_loads(text, 0, &jerr);
+    int ok = json_is_array(w);
+    for (size_t i = 0; ok && i < json_array_size(w); i++)
+        ok = json_is_string(json_array_get(w, i));
+    json_decref(w);
+    return ok ? 0 : core_errf(err, "invalid evaluation warnings '%.40s' (expected a JSON array "
+                                   "of strings)", text);
+}
+
+/* The epoch and step of the evaluated checkpoint. */
+static int ckpt_position(adv_store *st, const adv_eval *ev, int *epoch, int64_t *step, char *err)
+{
+    *epoch = ev->epoch;
+    *step = ev->step;
+    if (!ev->checkpoint)
+        return 0;
+    sqlite3_stmt *s = prep(st, S_EVAL_CKPT, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, ev->checkpoint);
+    int r = row(st, s, "look up a checkpoint", err);
+    if (r == 1) {
+        *epoch = sqlite3_column_int(s, 0);
+        *step = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (r == 0)
+        return core_errf(err, "no checkpoint %lld", (long long)ev->checkpoint),
+               ADV_STORE_NOT_FOUND;
+    return r < 0 ? -1 : 0;
+}
+
+static void bind_eval(sqlite3_stmt *s, const adv_eval *ev, int epoch, int64_t step)
+{
+    sqlite3_bind_int64(s, 1, ev->job);
+    if (ev->checkpoint)
+        sqlite3_bind_int64(s, 2, ev->checkpoint);
+    sqlite3_bind_int(s, 3, epoch);
+    sqlite3_bind_int64(s, 4, step);
+    sqlite3_bind_text(s, 5, ev->spec, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 6, ev->eps);
+    sqlite3_bind_int(s, 7, ev->n);
+    bind_real(s, 8, ev->clean_acc);
+    bind_real(s, 9, ev->robust_acc);
+    if (ev->survival)
+        sqlite3_bind_blob(s, 10, ev->survival, ev->n, SQLITE_STATIC);
+    sqlite3_bind_text(s, 11, ev->warnings ? ev->warnings : "[]", -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 12, now());
+}
+
+int adv_store_eval_put(adv_store *st, const adv_eval *ev, int64_t *id, char *err)
+{
+    if (!ev->spec || ev->n < 0)
+        return core_errf(err, "invalid evaluation (a spec and n >= 0 are required)");
+    if (ev->warnings && check_warnings(ev->warnings, err))
+        return -1;
+    int epoch;
+    int64_t step;
+    if (begin(st, err))
+        return -1;
+    int rc = job_exists(st, ev->job, NULL, err);
+    if (rc || (rc = ckpt_position(st, ev, &epoch, &step, err)))
+        return undo(st, rc);
+    sqlite3_stmt *s = prep(st, S_EVAL_PUT, err);
+    if (!s)
+        return undo(st, -1);
+    bind_eval(s, ev, epoch, step);
+    if (run(st, s, "store an evaluation", err))
+        return undo(st, -1);
+    int64_t new_id = sqlite3_last_insert_rowid(st->db);
+    if (commit(st, err))
+        return undo(st, -1);
+    if (id)
+        *id = new_id;
+    return 0;
+}
+
+static int read_eval(sqlite3_stmt *s, void *item, char *err)
+{
+    adv_eval *e = item;
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(s, 0);
+    e->job = sqlite3_column_int64(s, 1);
+    e->checkpoint = sqlite3_column_int64(s, 2);
+    e->epoch = sqlite3_column_int(s, 3);
+    e->step = sqlite3_column_int64(s, 4);
+    e->spec = dup_text(s, 5);
+    e->eps = sqlite3_column_double(s, 6);
+    e->n = sqlite3_column_int(s, 7);
+    e->clean_acc = col_real(s, 8, NAN);
+    e->robust_acc = col_real(s, 9, NAN);
+    e->warnings = dup_text(s, 11);
+    e->created = sqlite3_column_double(s, 12);
+    int len = sqlite3_column_bytes(s, 10);
+    if (len > 0 && (e->survival = malloc((size_t)len)))
+        memcpy(e->survival, sqlite3_column_blob(s, 10), (size_t)len);
+    if (!e->spec || !e->warnings || (len > 0 && !e->survival)) {
+        free(e->spec);
+        free(e->warnings);
+        free(e->survival);
+        return core_errf(err, "out of memory");
+    }
+    return 0;
+}
+
+static void free_evals_v(void *p, int n)
+{
+    adv_evals_free(p, n);
+}
+
+int adv_store_eval_list(adv_store *st, int64_t job, adv_eval **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_EVAL_LIST, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    return collect(st, s, sizeof(adv_eval), read_eval, free_evals_v, "list evaluations",
+                   (void **)out, n, err);
+}

@@ -1,0 +1,180 @@
+/*
+ * store.h - advd's durable state in one SQLite file: jobs, checkpoints,
+ * metrics and evaluation results (the schema is at the top of store.c).
+ *
+ * The daemon is the only writer; WAL mode lets readers (a second client
+ * tool, sqlite3 on the command line) look while it writes. Every function
+ * returns 0 on success or a negative ADV_STORE_* code with a one-line
+ * message in err (CORE_ERRLEN bytes; may be NULL) naming what failed:
+ *   ADV_STORE_ERROR      SQLite or the system failed
+ *   ADV_STORE_NOT_FOUND  no such job or checkpoint ("no job 7")
+ *   ADV_STORE_CONFLICT   the job is not in a state that allows it
+ *   ADV_STORE_CORRUPT    a checkpoint failed its checksum: never used
+ * Times are seconds since the Unix epoch (REAL), 0 when not set. Strings
+ * and buffers in results are malloc'ed and released by the *_clear/_free
+ * functions.
+ */
+#ifndef ADV_STORE_H
+#define ADV_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/common.h"
+#include "proto/proto.h"
+
+#define ADV_STORE_SCHEMA 1   /* PRAGMA user_version this code writes */
+
+enum {
+    ADV_STORE_OK = 0,
+    ADV_STORE_ERROR = -1,
+    ADV_STORE_NOT_FOUND = -2,
+    ADV_STORE_CONFLICT = -3,
+    ADV_STORE_CORRUPT = -4,
+};
+
+typedef struct adv_store adv_store;
+
+/* Open (creating the file and migrating the schema to ADV_STORE_SCHEMA);
+ * busy_ms: how long a statement waits for a lock held by another process. */
+int adv_store_open(const char *path, int busy_ms, adv_store **out, char *err);
+void adv_store_close(adv_store *st);
+int adv_store_schema_version(adv_store *st, int *version, char *err);
+
+/* ------------------------------------------------------------------ jobs */
+
+typedef struct {
+    int64_t id;
+    adv_job_kind kind;
+    char name[ADV_NAME_MAX + 1];
+    char *spec;                 /* canonical JSON (adv_jobspec_canonical) */
+    adv_job_state state;
+    int priority;               /* higher first */
+    int attempts;               /* times it was started */
+    int64_t parent;             /* eval jobs: the training job; else 0 */
+    double progress;            /* [0, 1] */
+    double created, started, finished;
+    char *error;                /* why it failed / was cancelled / requeued; NULL */
+} adv_job;
+
+void adv_job_clear(adv_job *j);
+void adv_jobs_free(adv_job *jobs, int n);
+
+/* A new queued job from j->kind, name, spec, priority and parent (0: none;
+ * else it must exist). */
+int adv_store_job_insert(adv_store *st, const adv_job *j, int64_t *id, char *err);
+int adv_store_job_get(adv_store *st, int64_t id, adv_job *out, char *err);
+
+typedef struct {
+    int state;   /* an adv_job_state, or -1 for any */
+    int kind;    /* an adv_job_kind, or -1 for any */
+    int limit;   /* 0: all */
+} adv_job_filter;
+
+/* Jobs in the order they would run: priority (highest first), then id. */
+int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, int *n, char *err);
+
+/* Move a job along its life: queued -> running (started, attempts + 1),
+ * running -> queued (a retry or a shutdown; error kept as the reason),
+ * running -> succeeded (progress 1, error cleared), queued|running ->
+ * failed|cancelled (finished, with error). Anything else is a conflict. */
+int adv_store_job_set_state(adv_store *st, int64_t id, adv_job_state state, const char *error,
+                            char *err);
+
+/* Atomically take the next job to run and mark it running: the queued job
+ * of highest priority, oldest first, skipping evaluations whose training
+ * job is still queued or running. ADV_STORE_NOT_FOUND when there is none. */
+int adv_store_job_claim(adv_store *st, adv_job *out, char *err);
+
+/* At startup: jobs left running by a daemon that died are queued again. */
+int adv_store_requeue_running(adv_store *st, int *count, char *err);
+
+/* A running job's progress fraction in [0, 1]. */
+int adv_store_job_progress(adv_store *st, int64_t id, double progress, char *err);
+
+/* ----------------------------------------------------------- checkpoints */
+
+typedef struct {
+    int64_t id, job;
+    int epoch;                  /* epochs completed */
+    int64_t step;               /* global step (unique within a job) */
+    double val_robust_acc;      /* NAN when not measured */
+    int is_best;                /* the best by val_robust_acc of its job */
+    uint32_t checksum;          /* crc32 of state */
+    size_t size;
+    double created;
+    uint8_t *state;             /* core_trainer_save bytes; NULL in lists */
+} adv_ckpt;
+
+void adv_ckpt_clear(adv_ckpt *c);
+void adv_ckpts_free(adv_ckpt *c, int n);
+
+/* Store c->state (c->size bytes) for c->job at c->step (replacing one at
+ * the same step), then, in the same transaction, delete the job's other
+ * checkpoints but the keep_last latest and the best (keep_last 0: keep
+ * all). *id may be NULL. */
+int adv_store_ckpt_put(adv_store *st, const adv_ckpt *c, int keep_last, int64_t *id, char *err);
+
+/* Load one with its bytes, verifying size and checksum (ADV_STORE_CORRUPT
+ * on a mismatch). Best: highest val_robust_acc, earliest at a tie; by
+ * epoch: the first checkpoint taken with that many epochs completed. */
+int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err);
+
+/* A job's checkpoints, by step, without their bytes. */
+int adv_store_ckpt_list(adv_store *st, int64_t job, adv_ckpt **out, int *n, char *err);
+
+/* --------------------------------------------------------------- metrics */
+
+#define ADV_METRIC_KEY 64
+
+typedef struct {
+    const char *key;            /* 1 to ADV_METRIC_KEY - 1 bytes */
+    int64_t step;
+    int epoch;
+    double value;               /* NaN is kept (stored as NULL) */
+} adv_metric;
+
+typedef struct {
+    char key[ADV_METRIC_KEY];
+    int64_t step;
+    int epoch;
+    double value, time;
+} adv_metric_row;
+
+/* One transaction for the batch; a point at a (job, key, step) that exists
+ * replaces it, so a resumed job never duplicates a row. */
+int adv_store_metrics_put(adv_store *st, int64_t job, const adv_metric *m, int n, char *err);
+
+/* A job's time series ordered by key then step; key NULL for every key,
+ * only steps >= since. */
+int adv_store_metrics_get(adv_store *st, int64_t job, const char *key, int64_t since,
+                          adv_metric_row **out, int *n, char *err);
+
+/* ----------------------------------------------------------- evaluations */
+
+typedef struct {
+    int64_t id;
+    int64_t job;                /* the job that ran it (an eval job, or a
+                                   training job's final evaluation) */
+    int64_t checkpoint;         /* 0: none, or deleted since */
+    int epoch;                  /* of the checkpoint (kept after pruning) */
+    int64_t step;
+    char *spec;                 /* attack or suite, JSON */
+    double eps;
+    int n;                      /* examples */
+    double clean_acc, robust_acc;
+    uint8_t *survival;          /* n bytes, 1: survived every attack; or NULL */
+    char *warnings;             /* JSON array of strings; NULL reads "[]" */
+    double created;
+} adv_eval;
+
+void adv_evals_free(adv_eval *e, int n);
+
+/* epoch and step are taken from the checkpoint when there is one. */
+int adv_store_eval_put(adv_store *st, const adv_eval *ev, int64_t *id, char *err);
+
+/* The evaluations a job ran and those of the eval jobs on its
+ * checkpoints, oldest first. */
+int adv_store_eval_list(adv_store *st, int64_t job, adv_eval **out, int *n, char *err);
+
+#endif
