@@ -1,34 +1,53 @@
 /*
- * conv.c - 2-D convolution over a whole batch through im2col and one GEMM.
+ * conv.c - 2-D convolution over a batch through im2col and GEMM, a chunk of
+ * examples at a time.
  *
- * Forward: the batch is unrolled into one matrix col with a row per
- * (input channel, kernel row, kernel column) and a column per (example,
- * output pixel); then tmp = W x col is a single GEMM of cout x (n*P), and
- * the copy of tmp into NCHW order adds the bias on the way. col is kept for
- * the weight gradient.
+ * The im2col matrix of a whole batch is large (for a 16-channel 3x3 layer on
+ * 28x28 images at batch 128, 58 MB), and writing it out and reading it back
+ * made the small-channel layers memory-bound: the GEMM sat idle behind the
+ * copies. So the batch is cut into chunks of a few examples whose im2col
+ * matrix (a row per (channel, kernel row, kernel column), a column per
+ * (example, output pixel)) stays in the core's cache, and the OpenMP threads
+ * take chunks in a static order:
  *
- * Backward: dy is reordered into tmp's layout, then
- *   dW += tmp x col^T,  db += row sums of tmp,  dcol = W^T x tmp
- * and col2im folds dcol back onto the input pixels.
+ *   forward   col = im2col(x chunk); tmp = W x col; y chunk = tmp in NCHW + bias
+ *   backward  dt = dy chunk as cout x pixels;
+ *             dW_t += dt x col^T, db_t += row sums of dt (per-thread partials)
+ *             dcol = W^T x dt; dx chunk = col2im(dcol)
+ *
+ * Each GEMM still covers several examples (at least ~2048 columns). The
+ * per-thread weight-gradient partials are added in thread order at the end,
+ * so the result depends on the thread count only, never on timing.
  */
 #include "layers.h"
 
 #include "gemm.h"
 
+#include <omp.h>
 #include <string.h>
 
-size_t core_conv_col_size(const core_conv *c, int n)
+#define CHUNK_COLUMNS 2048
+
+/* Examples per chunk for a batch of n on the given number of threads. */
+static int chunk_examples(const core_conv *c, int n, int threads)
 {
-    return (size_t)c->cin * c->k * c->k * (size_t)n * c->out.h * c->out.w;
+    const int P = c->out.h * c->out.w;
+    int want = (CHUNK_COLUMNS + P - 1) / P, fair = (n + threads - 1) / threads;
+    int e = want < fair ? want : fair;
+    return e < 1 ? 1 : e;
 }
 
-size_t core_conv_tmp_size(const core_conv *c, int n)
+void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[3])
 {
-    return (size_t)c->cout * (size_t)n * c->out.h * c->out.w;
+    const size_t cols = (size_t)chunk_examples(c, n, threads) * c->out.h * c->out.w;
+    const size_t ckk = (size_t)c->cin * c->k * c->k, sizes[3] = {
+        ckk * cols, (size_t)c->cout * cols, (size_t)c->cout * (ckk + 1)};
+    for (int i = 0; i < 3; i++)
+        need[i] = need[i] > sizes[i] ? need[i] : sizes[i];
 }
 
-/* The output columns [*lo, *hi) whose input column ox*stride - pad + kj
- * falls inside the image; outside them the padding reads zeros. */
+/* The output columns [*lo, *hi) whose input column ox*stride + off falls
+ * inside the image; outside them the padding reads zeros. */
 static void valid_range(int ow, int iw, int stride, int off, int *lo, int *hi)
 {
     int a = off < 0 ? (-off + stride - 1) / stride : 0;
@@ -37,22 +56,19 @@ static void valid_range(int ow, int iw, int stride, int off, int *lo, int *hi)
     *hi = b < ow ? (b > *lo ? b : *lo) : ow;
 }
 
-/* Rows of col are (ci, ki, kj); row r, example e covers columns e*P..e*P+P.
- * The inner loop copies the valid span of each output row in one pass (a
- * contiguous copy when the stride is 1) and zero-fills the padding. */
+/* Rows of col are (ci, ki, kj); example e covers columns e*P..e*P+P. The
+ * valid span of each output row is copied in one pass, padding zero-filled. */
 static void im2col(const core_conv *c, const float *x, float *col, int n)
 {
     const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w, s = c->stride;
-    const int rows = c->cin * k * k;
     const size_t P = (size_t)oh * ow, ncols = (size_t)n * P;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int r = 0; r < rows; r++) {
+    for (int r = 0; r < c->cin * k * k; r++) {
+        const int ci = r / (k * k), ki = (r / k) % k, kj = r % k, off = kj - c->pad;
+        int lo, hi;
+        valid_range(ow, iw, s, off, &lo, &hi);
         for (int e = 0; e < n; e++) {
-            const int ci = r / (k * k), ki = (r / k) % k, kj = r % k, off = kj - c->pad;
             const float *xc = x + ((size_t)e * c->cin + ci) * ih * iw;
             float *dst = col + (size_t)r * ncols + (size_t)e * P;
-            int lo, hi;
-            valid_range(ow, iw, s, off, &lo, &hi);
             for (int oy = 0; oy < oh; oy++) {
                 const int iy = oy * s - c->pad + ki;
                 float *d = dst + (size_t)oy * ow;
@@ -61,96 +77,141 @@ static void im2col(const core_conv *c, const float *x, float *col, int n)
                     continue;
                 }
                 const float *src = xc + (size_t)iy * iw + off;
-                for (int ox = 0; ox < lo; ox++)
-                    d[ox] = 0.0f;
-                for (int ox = lo; ox < hi; ox++)
-                    d[ox] = src[ox * s];
-                for (int ox = hi; ox < ow; ox++)
-                    d[ox] = 0.0f;
+                memset(d, 0, sizeof(float) * lo);
+                if (s == 1) /* the common case: a straight copy */
+                    memcpy(d + lo, src + lo, sizeof(float) * (hi - lo));
+                else
+                    for (int ox = lo; ox < hi; ox++)
+                        d[ox] = src[ox * s];
+                memset(d + hi, 0, sizeof(float) * (ow - hi));
             }
         }
     }
 }
 
-/* The adjoint of im2col: dx[e][ci] += every dcol entry that read it. Each
- * (example, channel) plane is owned by one thread, so there are no races. */
+/* The adjoint of im2col: dx = every dcol entry added onto the pixel it read. */
 static void col2im(const core_conv *c, const float *dcol, float *dx, int n)
 {
     const int k = c->k, oh = c->out.h, ow = c->out.w, ih = c->in.h, iw = c->in.w, s = c->stride;
     const size_t P = (size_t)oh * ow, ncols = (size_t)n * P;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int e = 0; e < n; e++) {
-        for (int ci = 0; ci < c->cin; ci++) {
+    memset(dx, 0, sizeof(float) * n * c->cin * ih * iw);
+    for (int r = 0; r < c->cin * k * k; r++) {
+        const int ci = r / (k * k), ki = (r / k) % k, kj = r % k, off = kj - c->pad;
+        int lo, hi;
+        valid_range(ow, iw, s, off, &lo, &hi);
+        for (int e = 0; e < n; e++) {
             float *xc = dx + ((size_t)e * c->cin + ci) * ih * iw;
-            memset(xc, 0, sizeof(float) * ih * iw);
-            for (int ki = 0; ki < k; ki++) {
-                for (int kj = 0; kj < k; kj++) {
-                    const size_t r = ((size_t)ci * k + ki) * k + kj;
-                    const float *src = dcol + r * ncols + (size_t)e * P;
-                    const int off = kj - c->pad;
-                    int lo, hi;
-                    valid_range(ow, iw, s, off, &lo, &hi);
-                    for (int oy = 0; oy < oh; oy++) {
-                        const int iy = oy * s - c->pad + ki;
-                        if (iy < 0 || iy >= ih)
-                            continue;
-                        float *xrow = xc + (size_t)iy * iw + off;
-                        const float *srow = src + (size_t)oy * ow;
-                        for (int ox = lo; ox < hi; ox++)
-                            xrow[ox * s] += srow[ox];
-                    }
-                }
+            const float *src = dcol + (size_t)r * ncols + (size_t)e * P;
+            for (int oy = 0; oy < oh; oy++) {
+                const int iy = oy * s - c->pad + ki;
+                if (iy < 0 || iy >= ih)
+                    continue;
+                float *xrow = xc + (size_t)iy * iw + off;
+                const float *srow = src + (size_t)oy * ow;
+                if (s == 1) /* contiguous: vectorises */
+                    for (int ox = lo; ox < hi; ox++)
+                        xrow[ox] += srow[ox];
+                else
+                    for (int ox = lo; ox < hi; ox++)
+                        xrow[ox * s] += srow[ox];
             }
         }
     }
 }
 
-void core_conv_forward(core_conv *c, const float *params, const float *x,
-                       float *y, int n, core_conv_scratch *s)
+/* Between the GEMM layout (rows x n*P) and NCHW (n x rows x P). */
+static void gemm_to_nchw(const float *m, float *out, int rows, int n, size_t P, const float *bias)
+{
+    for (int e = 0; e < n; e++)
+        for (int r = 0; r < rows; r++) {
+            const float *src = m + ((size_t)r * n + e) * P;
+            float *dst = out + ((size_t)e * rows + r) * P;
+            for (size_t p = 0; p < P; p++)
+                dst[p] = src[p] + bias[r];
+        }
+}
+
+static void nchw_to_gemm(const float *in, float *m, int rows, int n, size_t P)
+{
+    for (int e = 0; e < n; e++)
+        for (int r = 0; r < rows; r++)
+            memcpy(m + ((size_t)r * n + e) * P, in + ((size_t)e * rows + r) * P, sizeof(float) * P);
+}
+
+/* How the batch is cut: chunk examples each, on at most the threads the
+ * scratch was sized for. */
+typedef struct {
+    int per, count, threads;
+} chunking;
+
+static chunking chunks_of(const core_conv *c, int n, const core_conv_scratch *s)
+{
+    int threads = omp_get_max_threads() < s->threads ? omp_get_max_threads() : s->threads;
+    int per = chunk_examples(c, n, s->threads);
+    return (chunking){per, (n + per - 1) / per, threads};
+}
+
+void core_conv_forward(const core_conv *c, const float *params, const float *x, float *y, int n,
+                       core_conv_scratch *s)
 {
     const int K = c->cout, CKK = c->cin * c->k * c->k;
-    const size_t P = (size_t)c->out.h * c->out.w, NP = (size_t)n * P;
-    const float *w = params + c->w_off, *b = params + c->b_off;
-    im2col(c, x, c->col, n);
-    core_gemm(0, 0, K, (int)NP, CKK, 1.0f, w, CKK, c->col, (int)NP, 0.0f, s->tmp, (int)NP);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int e = 0; e < n; e++) {
-        for (int o = 0; o < K; o++) {
-            const float *src = s->tmp + (size_t)o * NP + (size_t)e * P;
-            float *dst = y + ((size_t)e * K + o) * P;
-            for (size_t p = 0; p < P; p++)
-                dst[p] = src[p] + b[o];
-        }
+    const size_t P = (size_t)c->out.h * c->out.w, in = core_shape_size(c->in);
+    const chunking ch = chunks_of(c, n, s);
+#pragma omp parallel for schedule(static) num_threads(ch.threads)
+    for (int i = 0; i < ch.count; i++) {
+        const int t = omp_get_thread_num(), e0 = i * ch.per;
+        const int ne = n - e0 < ch.per ? n - e0 : ch.per, cols = (int)(ne * P);
+        float *col = s->col + t * s->col_len, *tmp = s->tmp + t * s->tmp_len;
+        im2col(c, x + e0 * in, col, ne);
+        core_gemm(0, 0, K, cols, CKK, 1.0f, params + c->w_off, CKK, col, cols, 0.0f, tmp, cols);
+        gemm_to_nchw(tmp, y + e0 * K * P, K, ne, P, params + c->b_off);
     }
 }
 
-void core_conv_backward(core_conv *c, const float *params, float *grads,
-                        const float *dy, float *dx, int n, int param_grads,
-                        core_conv_scratch *s)
+/* Add the per-thread weight and bias gradients in thread order. */
+static void reduce_partials(const core_conv *c, float *grads, const core_conv_scratch *s,
+                            int threads)
 {
     const int K = c->cout, CKK = c->cin * c->k * c->k;
-    const size_t P = (size_t)c->out.h * c->out.w, NP = (size_t)n * P;
-    float *dt = s->tmp;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int e = 0; e < n; e++)
-        for (int o = 0; o < K; o++)
-            memcpy(dt + (size_t)o * NP + (size_t)e * P, dy + ((size_t)e * K + o) * P,
-                   sizeof(float) * P);
-    if (param_grads) {
-        float *db = grads + c->b_off;
 #pragma omp parallel for schedule(static)
-        for (int o = 0; o < K; o++) {
-            float sum = 0.0f;
-            for (size_t j = 0; j < NP; j++)
-                sum += dt[(size_t)o * NP + j];
-            db[o] += sum;
+    for (int i = 0; i < K * (CKK + 1); i++) {
+        float sum = 0.0f;
+        for (int t = 0; t < threads; t++)
+            sum += s->dw[t * s->dw_len + i];
+        if (i < K * CKK)
+            grads[c->w_off + i] += sum;
+        else
+            grads[c->b_off + i - K * CKK] += sum;
+    }
+}
+
+void core_conv_backward(const core_conv *c, const float *params, float *grads, const float *x,
+                        const float *dy, float *dx, int n, int param_grads, core_conv_scratch *s)
+{
+    const int K = c->cout, CKK = c->cin * c->k * c->k;
+    const size_t P = (size_t)c->out.h * c->out.w, in = core_shape_size(c->in);
+    const chunking ch = chunks_of(c, n, s);
+    if (param_grads)
+        memset(s->dw, 0, sizeof(float) * s->dw_len * ch.threads);
+#pragma omp parallel for schedule(static) num_threads(ch.threads)
+    for (int i = 0; i < ch.count; i++) {
+        const int t = omp_get_thread_num(), e0 = i * ch.per;
+        const int ne = n - e0 < ch.per ? n - e0 : ch.per, cols = (int)(ne * P);
+        float *col = s->col + t * s->col_len, *dt = s->tmp + t * s->tmp_len;
+        float *dw = s->dw + t * s->dw_len, *db = dw + (size_t)K * CKK;
+        nchw_to_gemm(dy + e0 * K * P, dt, K, ne, P);
+        if (param_grads) {
+            for (int o = 0; o < K; o++)
+                for (int j = 0; j < cols; j++)
+                    db[o] += dt[(size_t)o * cols + j];
+            im2col(c, x + e0 * in, col, ne);
+            core_gemm(0, 1, K, CKK, cols, 1.0f, dt, cols, col, cols, 1.0f, dw, CKK);
         }
-        core_gemm(0, 1, K, CKK, (int)NP, 1.0f, dt, (int)NP, c->col, (int)NP, 1.0f,
-                  grads + c->w_off, CKK);
+        if (dx) {
+            core_gemm(1, 0, CKK, cols, K, 1.0f, params + c->w_off, CKK, dt, cols, 0.0f, col, cols);
+            col2im(c, col, dx + e0 * in, ne);
+        }
     }
-    if (dx) {
-        core_gemm(1, 0, CKK, (int)NP, K, 1.0f, params + c->w_off, CKK, dt, (int)NP,
-                  0.0f, s->dcol, (int)NP);
-        col2im(c, s->dcol, dx, n);
-    }
+    if (param_grads)
+        reduce_partials(c, grads, s, ch.threads);
 }

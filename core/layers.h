@@ -31,14 +31,16 @@ typedef struct {
     int cin, cout, k, stride, pad;
     core_shape in, out;
     size_t w_off, b_off;   /* into the model's parameter/gradient buffers */
-    float *col;            /* im2col of the last forward input, kept for dW:
-                              (cin*k*k) rows x (n*out.h*out.w) columns */
 } core_conv;
 
-/* Scratch shared by all convolutions of a model, sized for the largest. */
+/* Scratch shared by all convolutions of a model, one slice per thread,
+ * sized for the largest layer (see conv.c for the chunking). */
 typedef struct {
-    float *tmp;   /* cout x (n*P): GEMM output in forward, dy reordered in backward */
-    float *dcol;  /* (cin*k*k) x (n*P): gradient of the im2col matrix */
+    int threads;                     /* slices */
+    size_t col_len, tmp_len, dw_len; /* floats per slice */
+    float *col;  /* im2col of a chunk, or its gradient */
+    float *tmp;  /* GEMM output of a chunk, or its dy as cout x pixels */
+    float *dw;   /* the thread's partial weight and bias gradient */
 } core_conv_scratch;
 
 typedef struct {
@@ -55,14 +57,14 @@ typedef struct {
     float *dr;           /* RES: gradient scratch of the same size */
 } core_layer;
 
-/* Convolution (conv.c). x: n * in; y: n * out. dx may be NULL. */
-size_t core_conv_col_size(const core_conv *c, int n);
-size_t core_conv_tmp_size(const core_conv *c, int n);
-void core_conv_forward(core_conv *c, const float *params, const float *x,
-                       float *y, int n, core_conv_scratch *s);
-void core_conv_backward(core_conv *c, const float *params, float *grads,
-                        const float *dy, float *dx, int n, int param_grads,
-                        core_conv_scratch *s);
+/* Convolution (conv.c). x: n * in; y: n * out. Backward takes the
+ * forward's input x again; dx may be NULL. need[] grows to the per-thread
+ * scratch lengths (col, tmp, dw) of a batch of n on threads threads. */
+void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[3]);
+void core_conv_forward(const core_conv *c, const float *params, const float *x, float *y, int n,
+                       core_conv_scratch *s);
+void core_conv_backward(const core_conv *c, const float *params, float *grads, const float *x,
+                        const float *dy, float *dx, int n, int param_grads, core_conv_scratch *s);
 
 /* Element-wise and pooling layers (layers.c). */
 void core_relu_forward(const float *x, float *y, size_t len);

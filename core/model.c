@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,16 +357,16 @@ static void free_batch_buffers(core_model *m)
         core_free(l->argmax);
         core_free(l->r);
         core_free(l->dr);
-        core_free(l->conv[0].col);
-        core_free(l->conv[1].col);
-        l->y = l->r = l->dr = l->conv[0].col = l->conv[1].col = NULL;
+        l->y = l->r = l->dr = NULL;
         l->argmax = NULL;
     }
     core_free(m->gbuf[0]);
     core_free(m->gbuf[1]);
+    core_free(m->scratch.col);
     core_free(m->scratch.tmp);
-    core_free(m->scratch.dcol);
-    m->gbuf[0] = m->gbuf[1] = m->scratch.tmp = m->scratch.dcol = NULL;
+    core_free(m->scratch.dw);
+    m->gbuf[0] = m->gbuf[1] = NULL;
+    memset(&m->scratch, 0, sizeof m->scratch);
     m->capacity = 0;
 }
 
@@ -384,8 +385,9 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-/* Allocate one layer's buffers; returns 0 or -1 and grows the scratch sizes. */
-static int reserve_layer(core_layer *l, int n, size_t *tmp, size_t *dcol, size_t *g)
+/* Allocate one layer's buffers; returns 0 or -1. Grows the per-thread
+ * convolution scratch lengths (need) and the gradient buffer size (g). */
+static int reserve_layer(core_layer *l, int n, int threads, size_t need[3], size_t *g)
 {
     size_t out = (size_t)n * core_shape_size(l->out), in = (size_t)n * core_shape_size(l->in);
     *g = max_sz(*g, max_sz(in, out));
@@ -399,30 +401,31 @@ static int reserve_layer(core_layer *l, int n, size_t *tmp, size_t *dcol, size_t
         (!(l->r = core_alloc(out * sizeof(float))) || !(l->dr = core_alloc(out * sizeof(float)))))
         return -1;
     int nconv = l->kind == CORE_LAYER_CONV ? 1 : l->kind == CORE_LAYER_RES ? 2 : 0;
-    for (int c = 0; c < nconv; c++) {
-        size_t cs = core_conv_col_size(&l->conv[c], n);
-        if (!(l->conv[c].col = core_alloc(cs * sizeof(float))))
-            return -1;
-        *dcol = max_sz(*dcol, cs);
-        *tmp = max_sz(*tmp, core_conv_tmp_size(&l->conv[c], n));
-    }
+    for (int c = 0; c < nconv; c++)
+        core_conv_scratch_need(&l->conv[c], n, threads, need);
     return 0;
 }
 
+/* Batch buffers are sized for the thread count at the time of the call;
+ * with more threads later, convolutions use only that many. */
 int core_model_reserve(core_model *m, int batch, char *err)
 {
     if (batch <= m->capacity)
         return 0;
     free_batch_buffers(m);
-    size_t tmp = 1, dcol = 1, g = 1;
+    const int threads = omp_get_max_threads();
+    size_t need[3] = {1, 1, 1}, g = 1;
     for (int i = 0; i < m->nlayers; i++)
-        if (reserve_layer(&m->layers[i], batch, &tmp, &dcol, &g))
+        if (reserve_layer(&m->layers[i], batch, threads, need, &g))
             goto oom;
-    m->scratch.tmp = core_alloc(tmp * sizeof(float));
-    m->scratch.dcol = core_alloc(dcol * sizeof(float));
+    core_conv_scratch *s = &m->scratch;
+    *s = (core_conv_scratch){threads, need[0], need[1], need[2],
+                             core_alloc(sizeof(float) * need[0] * threads),
+                             core_alloc(sizeof(float) * need[1] * threads),
+                             core_alloc(sizeof(float) * need[2] * threads)};
     m->gbuf[0] = core_alloc(g * sizeof(float));
     m->gbuf[1] = core_alloc(g * sizeof(float));
-    if (!m->scratch.tmp || !m->scratch.dcol || !m->gbuf[0] || !m->gbuf[1])
+    if (!s->col || !s->tmp || !s->dw || !m->gbuf[0] || !m->gbuf[1])
         goto oom;
     m->capacity = batch;
     return 0;
@@ -481,13 +484,14 @@ const float *core_model_forward(core_model *m, const float *x, int n)
 }
 
 /* dy is the layer's output gradient (clobbered), dx receives its input's. */
-static void res_backward(core_model *m, core_layer *l, float *dy, float *dx, int n, int pg)
+static void res_backward(core_model *m, core_layer *l, const float *x, float *dy, float *dx,
+                         int n, int pg)
 {
     size_t len = (size_t)n * core_shape_size(l->out);
     core_relu_backward(l->y, dy, dy, len);
-    core_conv_backward(&l->conv[1], m->params, m->grads, dy, l->dr, n, pg, &m->scratch);
+    core_conv_backward(&l->conv[1], m->params, m->grads, l->r, dy, l->dr, n, pg, &m->scratch);
     core_relu_backward(l->r, l->dr, l->dr, len);
-    core_conv_backward(&l->conv[0], m->params, m->grads, l->dr, dx, n, pg, &m->scratch);
+    core_conv_backward(&l->conv[0], m->params, m->grads, x, l->dr, dx, n, pg, &m->scratch);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < len; i++)
         dx[i] += dy[i];
@@ -498,7 +502,7 @@ static void layer_backward(core_model *m, core_layer *l, const float *x, float *
 {
     switch (l->kind) {
     case CORE_LAYER_CONV:
-        core_conv_backward(&l->conv[0], m->params, m->grads, dy, dx, n, pg, &m->scratch);
+        core_conv_backward(&l->conv[0], m->params, m->grads, x, dy, dx, n, pg, &m->scratch);
         break;
     case CORE_LAYER_RELU:
         core_relu_backward(l->y, dy, dx, (size_t)n * core_shape_size(l->out));
@@ -516,7 +520,7 @@ static void layer_backward(core_model *m, core_layer *l, const float *x, float *
         core_fc_backward(l, m->params, m->grads, x, dy, dx, n, pg);
         break;
     case CORE_LAYER_RES:
-        res_backward(m, l, dy, dx, n, pg);
+        res_backward(m, l, x, dy, dx, n, pg);
         break;
     }
 }
