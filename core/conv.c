@@ -106,8 +106,8 @@ static void col2im(const core_conv *c, const float *dcol, float *dx, int n)
                 const int iy = oy * s - c->pad + ki;
                 if (iy < 0 || iy >= ih)
                     continue;
-                float *xrow = xc + (size_t)iy * iw + off;
-                const float *srow = src + (size_t)oy * ow;
+                float *restrict xrow = xc + (size_t)iy * iw + off;
+                const float *restrict srow = src + (size_t)oy * ow;
                 if (s == 1) /* contiguous: vectorises */
                     for (int ox = lo; ox < hi; ox++)
                         xrow[ox] += srow[ox];
@@ -201,9 +201,12 @@ void core_conv_backward(const core_conv *c, const float *params, float *grads, c
         float *dw = s->dw + t * s->dw_len, *db = dw + (size_t)K * CKK;
         nchw_to_gemm(dy + e0 * K * P, dt, K, ne, P);
         if (param_grads) {
-            for (int o = 0; o < K; o++)
+            for (int o = 0; o < K; o++) {
+                float sum = 0.0f;
                 for (int j = 0; j < cols; j++)
-                    db[o] += dt[(size_t)o * cols + j];
+                    sum += dt[(size_t)o * cols + j];
+                db[o] += sum;
+            }
             im2col(c, x + e0 * in, col, ne);
             core_gemm(0, 1, K, CKK, cols, 1.0f, dt, cols, col, cols, 1.0f, dw, CKK);
         }

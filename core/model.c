@@ -323,7 +323,7 @@ int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed
         core_errf(err, "out of memory for %zu parameters", m->nparams);
         goto fail;
     }
-    core_model_init(m, seed);
+    core_model_init(m, seed, CORE_INIT_HE);
     *out = m;
     return 0;
 fail:
@@ -333,18 +333,30 @@ fail:
 
 /* ---- init, buffers ---------------------------------------------------- */
 
-void core_model_init(core_model *m, uint64_t seed)
+int core_init_parse(const char *s, core_init *out, char *err)
 {
-    memset(m->params, 0, m->nparams * sizeof(float));
+    if (strcmp(s, "he") == 0 || strcmp(s, "torch") == 0) {
+        *out = s[0] == 'h' ? CORE_INIT_HE : CORE_INIT_TORCH;
+        return 0;
+    }
+    return core_errf(err, "unknown init '%s' (expected he or torch)", s);
+}
+
+void core_model_init(core_model *m, uint64_t seed, core_init kind)
+{
+    size_t fan_in = 1;
     for (int v = 0; v < m->nviews; v++) {
         const core_param_view *pv = &m->views[v];
-        if (pv->ndim < 2)
-            continue; /* biases start at zero */
-        size_t fan_in = pv->size / (size_t)pv->dims[0];
-        float std = sqrtf(2.0f / (float)fan_in);
         float *w = m->params + pv->offset;
-        for (size_t i = 0; i < pv->size; i++)
-            w[i] = std * core_rng_normal(seed, CORE_STREAM_INIT + (uint64_t)v, i);
+        if (pv->ndim >= 2) /* a weight; its bias view follows it */
+            fan_in = pv->size / (size_t)pv->dims[0];
+        float he_std = sqrtf(2.0f / (float)fan_in), bound = 1.0f / sqrtf((float)fan_in);
+        for (size_t i = 0; i < pv->size; i++) {
+            if (kind == CORE_INIT_TORCH)
+                w[i] = bound * (2.0f * core_rng_uniform(seed, CORE_STREAM_INIT + (uint64_t)v, i) - 1.0f);
+            else
+                w[i] = pv->ndim < 2 ? 0.0f : he_std * core_rng_normal(seed, CORE_STREAM_INIT + (uint64_t)v, i);
+        }
     }
 }
 

@@ -64,8 +64,14 @@ int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed
                       core_model **out, char *err);
 void core_model_free(core_model *m);
 
-/* He initialisation of weights (normal, std sqrt(2 / fan_in)), zero biases. */
-void core_model_init(core_model *m, uint64_t seed);
+/* Initialisation: He (normal, std sqrt(2 / fan_in), zero biases; what
+ * core_model_create does), or PyTorch's default for Conv2d / Linear
+ * (weights and biases uniform in +-1/sqrt(fan_in)), to reproduce the
+ * peer's recipe exactly. */
+typedef enum { CORE_INIT_HE, CORE_INIT_TORCH } core_init;
+
+int core_init_parse(const char *s, core_init *out, char *err);
+void core_model_init(core_model *m, uint64_t seed, core_init kind);
 
 /* Make the batch buffers hold up to batch examples (no-op when they do). */
 int core_model_reserve(core_model *m, int batch, char *err);

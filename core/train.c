@@ -130,17 +130,21 @@ int core_trainer_create(const core_train_cfg *cfg, const char *model_spec,
     t->data = train;
     t->progress.seed = cfg->seed;
     t->co_last_acc = NAN;
-    if (core_model_create(model_spec, train->shape, train->nclass, cfg->seed, &t->model, err) ||
-        core_model_reserve(t->model, cfg->batch, err) ||
+    if (core_model_create(model_spec, train->shape, train->nclass, cfg->seed, &t->model, err))
+        goto fail;
+    if (cfg->init != CORE_INIT_HE) /* core_model_create initialised with He */
+        core_model_init(t->model, cfg->seed, cfg->init);
+    if (core_model_reserve(t->model, cfg->batch, err) ||
         core_optim_init(&t->opt, &cfg->opt, t->model->nparams, err) ||
         core_data_split_make(train->n, cfg->val_size, cfg->seed, &t->split, err) ||
-        core_attack_ws_create(t->model, cfg->batch, &t->ws, err) || alloc_buffers(t, err)) {
-        core_trainer_free(t);
-        return -1;
-    }
+        core_attack_ws_create(t->model, cfg->batch, &t->ws, err) || alloc_buffers(t, err))
+        goto fail;
     t->batches_per_epoch = (t->split.ntrain + cfg->batch - 1) / cfg->batch;
     *out = t;
     return 0;
+fail:
+    core_trainer_free(t);
+    return -1;
 }
 
 void core_trainer_free(core_trainer *t)

@@ -48,6 +48,7 @@ typedef struct {
     int val_size;          /* held-out training examples for validation */
     int val_robust_size;   /* of those, how many get PGD-20 each epoch */
     int co_guard;          /* fgsm-rs: roll back a catastrophically overfit epoch */
+    core_init init;        /* weight initialisation (he) */
 } core_train_cfg;
 
 /* Defaults: cnn-small-sized recipe of the PyTorch peer: 2 epochs, batch 128,

@@ -11,6 +11,7 @@
  *       per-round ratios, plus GFLOP/s and peak resident memory of each.
  *   advbench train [--model M] [--epochs N] [--eps E] [--steps K] [--batch B]
  *                  [--train-n N] [--test-n N] [--threads T] [--seed S]
+ *                  [--init he|torch]
  *       The peer's train recipe (PGD-AT, SGD momentum 0.9, wd 5e-4,
  *       one-cycle to 0.05) on Fashion-MNIST, then clean and PGD-20 test
  *       accuracy, printed as the peer prints them.
@@ -34,7 +35,7 @@
 #define WORKLOADS 3
 
 typedef struct {
-    const char *mode, *model, *peer;
+    const char *mode, *model, *peer, *init;
     int batch, steps, iters, threads, rounds, epochs, train_n, test_n;
     float eps;
     uint64_t seed;
@@ -52,13 +53,14 @@ static int usage(void)
     fprintf(stderr, "usage: advbench bench [--model M] [--batch B] [--steps K] [--eps E] "
                     "[--iters N] [--threads T] [--rounds R] [--peer PATH | --no-peer]\n"
                     "       advbench train [--model M] [--epochs N] [--eps E] [--steps K] "
-                    "[--batch B] [--train-n N] [--test-n N] [--threads T] [--seed S]\n");
+                    "[--batch B] [--train-n N] [--test-n N] [--threads T] [--seed S] "
+                    "[--init he|torch]\n");
     return 2;
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){.model = "cnn-small", .peer = "../shared/peers/torch_peer.py", .batch = 128,
+    *o = (options){.model = "cnn-small", .init = "he", .peer = "../shared/peers/torch_peer.py", .batch = 128,
                    .steps = 7, .iters = 20, .threads = 2, .rounds = 3, .epochs = 1,
                    .train_n = 60000, .test_n = 10000, .eps = 0.1f};
     if (argc < 2 || (strcmp(argv[1], "bench") && strcmp(argv[1], "train")))
@@ -75,6 +77,7 @@ static int parse_args(int argc, char **argv, options *o)
         i++;
         if (!strcmp(k, "--model")) o->model = v;
         else if (!strcmp(k, "--peer")) o->peer = v;
+        else if (!strcmp(k, "--init")) o->init = v;
         else if (!strcmp(k, "--batch")) o->batch = atoi(v);
         else if (!strcmp(k, "--steps")) o->steps = atoi(v);
         else if (!strcmp(k, "--iters")) o->iters = atoi(v);
@@ -315,7 +318,7 @@ static int train(const options *o)
     cfg.steps = o->steps;
     cfg.seed = o->seed;
     cfg.val_size = 0;
-    if (core_data_resolve("fashion-mnist", &fmt, dir, err) ||
+    if (core_init_parse(o->init, &cfg.init, err) || core_data_resolve("fashion-mnist", &fmt, dir, err) ||
         core_dataset_load(fmt, dir, CORE_SPLIT_TRAIN, o->train_n, &tr, err) ||
         core_dataset_load(fmt, dir, CORE_SPLIT_TEST, o->test_n, &te, err) ||
         core_trainer_create(&cfg, o->model, &tr, &t, err))
