@@ -1,6 +1,7 @@
 # advd - adversarial-training service.
 #
-#   make            build bin/ (installs missing Debian packages first, as root)
+#   make            build bin/ (installs missing Debian packages first, as root):
+#                   bin/advbench and the daemon bin/advd
 #   make demo       PGD-train cnn-small on Fashion-MNIST, then attack it with PGD-20
 #   make check      build and run every Check test
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
@@ -35,19 +36,23 @@ BIN       := $(BUILD)/bin
 endif
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 # The daemon's side: the wire protocol (proto/) and the SQLite store.
-override CFLAGS += $(shell pkg-config --cflags jansson sqlite3 2>/dev/null)
+override CFLAGS += $(shell pkg-config --cflags jansson sqlite3 libuv 2>/dev/null)
 ADV_LIBS := $(shell pkg-config --libs jansson sqlite3 2>/dev/null)
+UV_LIBS  := $(shell pkg-config --libs libuv 2>/dev/null)
 
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PROTO_SRC := $(wildcard proto/*.c)
 DAEMON_LIB_SRC := daemon/store.c
 ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
+# The daemon's program: everything else in daemon/ (main, server, ...).
+ADVD_SRC := $(filter-out $(DAEMON_LIB_SRC),$(wildcard daemon/*.c))
+ADVD_OBJ := $(ADVD_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps demo check check-asan bench clean
-all: deps $(BIN)/advbench
+all: deps $(BIN)/advbench $(BIN)/advd
 
 deps:
 	@sh scripts/deps.sh
@@ -61,7 +66,7 @@ $(BUILD)/libcore.a: $(CORE_OBJ)
 
 # proto/ and the daemon's library parts (everything but its main); core/
 # objects do not depend on their headers.
-$(ADV_OBJ) $(TEST_SRC:%.c=$(BUILD)/%.o): $(wildcard proto/*.h daemon/*.h)
+$(ADV_OBJ) $(ADVD_OBJ) $(TEST_SRC:%.c=$(BUILD)/%.o): $(wildcard proto/*.h daemon/*.h)
 $(BUILD)/libadvd.a: $(ADV_OBJ)
 	ar rcs $@ $^
 
@@ -69,14 +74,19 @@ $(BIN)/advbench: $(BUILD)/tools/advbench.o $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
 
+$(BIN)/advd: $(ADVD_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(UV_LIBS) $(CORE_LIBS) -o $@
+
 # Every test links every library: the linker takes only what it uses.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(CORE_LIBS) $(CHECK_LIBS) -o $@
 
 # Each test file is its own Check program; all of them run even if one fails.
-check: deps $(TEST_BIN)
+# test_daemon starts the advd of this build (ADV_BIN).
+check: deps $(TEST_BIN) $(BIN)/advd
 	@fail=0; for t in $(TEST_BIN); do \
-	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ./$$t || fail=1; \
+	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd ./$$t || fail=1; \
 	done; exit $$fail
 
 check-asan:

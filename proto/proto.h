@@ -208,6 +208,15 @@ typedef struct {
 int adv_reply_parse(const char *line, size_t len, adv_reply *out, adv_error *e);
 void adv_reply_free(adv_reply *r);
 
+/* ------------------------------------------------------------ base64 */
+
+/* RFC 4648 base64 with padding, for binary payloads in JSON strings. The
+ * encoding is malloc'ed and NUL-terminated (*outlen may be NULL); NULL when
+ * out of memory. The decoding is malloc'ed into *out (*n bytes);
+ * invalid_argument for text that is not base64. */
+char *adv_base64_encode(const uint8_t *p, size_t n, size_t *outlen);
+int adv_base64_decode(const char *s, size_t len, uint8_t **out, size_t *n, adv_error *e);
+
 /* ----------------------------------------------------------- job specs */
 
 #define ADV_NAME_MAX 100

@@ -497,6 +497,45 @@ START_TEST(test_fuzz_requests)
 }
 END_TEST
 
+/* RFC 4648's test vectors, every length round trip, and rejections. */
+START_TEST(test_base64)
+{
+    static const char *const vec[][2] = {
+        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    };
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        size_t n;
+        char *enc = adv_base64_encode((const uint8_t *)vec[i][0], strlen(vec[i][0]), &n);
+        ck_assert_str_eq(enc, vec[i][1]);
+        ck_assert_uint_eq(n, strlen(vec[i][1]));
+        free(enc);
+    }
+    uint8_t bytes[300];
+    for (int i = 0; i < 300; i++)
+        bytes[i] = (uint8_t)(i * 37 + 11);
+    for (size_t len = 0; len <= 300; len += 1 + len / 8) {
+        size_t n, m;
+        char *enc = adv_base64_encode(bytes, len, &n);
+        uint8_t *dec;
+        adv_error e;
+        ck_assert_int_eq(adv_base64_decode(enc, n, &dec, &m, &e), 0);
+        ck_assert_uint_eq(m, len);
+        ck_assert(len == 0 || memcmp(dec, bytes, len) == 0);
+        free(enc);
+        free(dec);
+    }
+    uint8_t *dec;
+    size_t m;
+    adv_error e;
+    ck_assert_int_eq(adv_base64_decode("Zm9", 3, &dec, &m, &e), -1);
+    ck_assert_int_eq(e.code, ADV_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(adv_base64_decode("Zm=v", 4, &dec, &m, &e), -1);
+    ck_assert_int_eq(adv_base64_decode("Zm9\n", 4, &dec, &m, &e), -1);
+    ck_assert_ptr_null(dec);
+}
+END_TEST
+
 static Suite *suite_proto(void)
 {
     Suite *s = suite_create("proto");
@@ -514,6 +553,7 @@ static Suite *suite_proto(void)
     tcase_add_test(tc, test_events_and_greeting);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_fuzz_requests);
+    tcase_add_test(tc, test_base64);
     suite_add_tcase(s, tc);
     return s;
 }

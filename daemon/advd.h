@@ -1,0 +1,93 @@
+/*
+ * advd.h - the daemon's shared state and the functions its modules offer
+ * each other (main.c, server.c, commands.c, scheduler.c; worker.c is the
+ * child-process side and shares only advd_worker_main).
+ *
+ * One struct advd holds everything the event loop needs and is passed to
+ * every function: there are no hidden globals. Only the daemon process
+ * writes the database; workers talk to it over pipes (see worker.c for the
+ * pipe protocol).
+ */
+#ifndef ADVD_H
+#define ADVD_H
+
+#include <stdio.h>
+#include <sys/un.h>
+#include <uv.h>
+
+#include "daemon/store.h"
+#include "proto/proto.h"
+
+#define ADVD_SOCKET_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path))
+/* A worker's message lines carry base64 checkpoints. */
+#define ADVD_WORKER_LINE_MAX ((size_t)1 << 30)
+/* A client whose unread responses pile up beyond this is disconnected. */
+#define ADVD_CLIENT_QUEUE_MAX ((size_t)64 << 20)
+/* Above this, a client's requests are not read until its responses drain. */
+#define ADVD_CLIENT_QUEUE_PAUSE ((size_t)1 << 20)
+
+typedef struct {
+    char socket_path[ADVD_SOCKET_MAX];
+    char db_path[4096];
+    int workers;           /* jobs run at once */
+    int threads;           /* OpenMP threads per job (0: all cores) */
+    int retries;           /* automatic restarts of a failed job */
+    int grace_ms;          /* a stopped worker is killed after this */
+    int max_clients;
+    int final_eval_limit;  /* test images of a training job's final evaluation (0: all) */
+    int foreground;        /* log to stderr instead of a file next to the db */
+} advd_options;
+
+typedef struct advd_client advd_client;
+typedef struct advd_worker advd_worker;
+
+typedef struct advd {
+    advd_options opt;
+    uv_loop_t loop;
+    int loop_ok;               /* uv_loop_init succeeded */
+    adv_store *store;
+    uv_pipe_t server;
+    int listening;
+    advd_client *clients;      /* a doubly linked list */
+    int nclients;
+    advd_worker *workers;      /* running jobs, a doubly linked list */
+    int nworkers;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t kick;           /* runs the scheduler after the current callback */
+    int stopping;              /* SIGTERM/SIGINT seen: no new work */
+    int lock_fd;
+    char exe[4096];            /* this binary, for spawning workers */
+    FILE *log;
+} advd;
+
+/* main.c */
+void advd_log(advd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A job changed state: a log line, and a state event for its watchers. */
+void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error);
+/* Called when a worker ends: finishes a shutdown once the last is gone. */
+void advd_maybe_exit(advd *d);
+
+/* server.c */
+int advd_server_start(advd *d, char *err);
+void advd_server_stop(advd *d);           /* stop accepting; remove the socket */
+void advd_server_close_clients(advd *d);
+/* Push an event (stolen) to the watchers of job; a final state event ends
+ * their subscriptions. */
+void advd_notify(advd *d, int64_t job, json_t *event);
+void advd_client_send(advd_client *c, json_t *msg);   /* msg stolen */
+int advd_client_watch(advd_client *c, int64_t job);
+
+/* commands.c: one request, answered through advd_client_send. */
+void advd_command(advd *d, advd_client *c, const adv_request *req);
+
+/* scheduler.c */
+void advd_schedule_soon(advd *d);         /* start queued jobs after this callback */
+/* Ask the worker of a running job to stop; 0 when it was running here. */
+int advd_cancel_running(advd *d, int64_t job);
+void advd_scheduler_shutdown(advd *d);    /* ask every worker to checkpoint and exit */
+void advd_scheduler_kill(advd *d);        /* second signal: kill them now */
+
+/* worker.c: the entry point of `advd --worker`. */
+int advd_worker_main(void);
+
+#endif

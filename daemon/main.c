@@ -1,0 +1,461 @@
+/*
+ * main.c - advd, the adversarial-training daemon: options, configuration
+ * file, single-instance lock, logging, signals and the event loop's life.
+ *
+ *   advd [--socket PATH] [--db PATH] [--workers N] [--threads N]
+ *        [--retries N] [--grace SECONDS] [--max-clients N]
+ *        [--final-eval-limit N] [--config FILE] [--foreground]
+ *   advd --worker        (internal: one job's process, see worker.c)
+ *
+ * The configuration file holds the same settings as "key = value" lines
+ * (names with '_' for '-', '#' starts a comment; see etc/advd.conf); the
+ * command line wins over it. Without --foreground the daemon detaches once
+ * it listens and logs to advd.log next to the database.
+ *
+ * SIGTERM / SIGINT: stop accepting, ask workers to checkpoint and exit,
+ * requeue their jobs, close the database, remove the socket, exit 0. A
+ * second signal kills the workers at once (their jobs are still requeued).
+ */
+#include "advd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------- logging */
+
+void advd_log(advd *d, const char *fmt, ...)
+{
+    FILE *f = d->log ? d->log : stderr;
+    char when[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
+    fprintf(f, "%s advd[%d]: ", when, (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error)
+{
+    if (error)
+        advd_log(d, "job %lld %s: %s", (long long)job, adv_job_state_name(state), error);
+    else
+        advd_log(d, "job %lld %s", (long long)job, adv_job_state_name(state));
+    advd_notify(d, job, adv_proto_event_state(job, state, error));
+}
+
+/* ------------------------------------------------------------- options */
+
+static int parse_count(const char *key, const char *v, int lo, int hi, int *out, char *err)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi)
+        return core_errf(err, "invalid '%s': expected an integer in [%d, %d], got '%.40s'", key,
+                         lo, hi, v);
+    *out = (int)n;
+    return 0;
+}
+
+static int parse_path(const char *key, const char *v, char *out, size_t len, char *err)
+{
+    if (!*v || strlen(v) >= len)
+        return core_errf(err, "invalid '%s': expected a path of 1 to %zu bytes", key, len - 1);
+    snprintf(out, len, "%s", v);
+    return 0;
+}
+
+static int parse_bool(const char *key, const char *v, int *out, char *err)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+        return *out = 1, 0;
+    if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+        return *out = 0, 0;
+    return core_errf(err, "invalid '%s': expected true or false, got '%.40s'", key, v);
+}
+
+static int parse_grace(const char *v, int *ms, char *err)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (errno || end == v || *end || !(s >= 0 && s <= 3600))
+        return core_errf(err, "invalid 'grace': expected seconds in [0, 3600], got '%.40s'", v);
+    *ms = (int)(s * 1000.0 + 0.5);
+    return 0;
+}
+
+/* One setting by its configuration-file name. */
+static int set_option(advd_options *o, const char *key, const char *v, char *err)
+{
+    if (!strcmp(key, "socket"))
+        return parse_path(key, v, o->socket_path, sizeof o->socket_path, err);
+    if (!strcmp(key, "db"))
+        return parse_path(key, v, o->db_path, sizeof o->db_path, err);
+    if (!strcmp(key, "workers"))
+        return parse_count(key, v, 1, 256, &o->workers, err);
+    if (!strcmp(key, "threads"))
+        return parse_count(key, v, 0, 1024, &o->threads, err);
+    if (!strcmp(key, "retries"))
+        return parse_count(key, v, 0, 100, &o->retries, err);
+    if (!strcmp(key, "grace"))
+        return parse_grace(v, &o->grace_ms, err);
+    if (!strcmp(key, "max_clients"))
+        return parse_count(key, v, 1, 100000, &o->max_clients, err);
+    if (!strcmp(key, "final_eval_limit"))
+        return parse_count(key, v, 0, 100000000, &o->final_eval_limit, err);
+    if (!strcmp(key, "foreground"))
+        return parse_bool(key, v, &o->foreground, err);
+    return core_errf(err, "unknown setting '%.60s'", key);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int load_config(advd_options *o, const char *path, char *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return core_errf(err, "cannot open '%s': %s", path, strerror(errno));
+    char line[4300], msg[CORE_ERRLEN];
+    int no = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        no++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = core_errf(err, "'%s' line %d: expected 'key = value'", path, no);
+            break;
+        }
+        *eq = '\0';
+        if (set_option(o, trim(s), trim(eq + 1), msg))
+            rc = core_errf(err, "'%s' line %d: %s", path, no, msg);
+    }
+    fclose(f);
+    return rc;
+}
+
+static void default_paths(advd_options *o)
+{
+    const char *run = getenv("XDG_RUNTIME_DIR"), *state = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (run && *run && strlen(run) + 10 < sizeof o->socket_path)
+        snprintf(o->socket_path, sizeof o->socket_path, "%s/advd.sock", run);
+    else
+        snprintf(o->socket_path, sizeof o->socket_path, "/tmp/advd-%u.sock", (unsigned)getuid());
+    if (state && *state)
+        snprintf(o->db_path, sizeof o->db_path, "%s/advd/advd.db", state);
+    else
+        snprintf(o->db_path, sizeof o->db_path, "%s/.local/state/advd/advd.db",
+                 home && *home ? home : "/tmp");
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: advd [--socket PATH] [--db PATH] [--workers N] [--threads N]\n"
+               "            [--retries N] [--grace SECONDS] [--max-clients N]\n"
+               "            [--final-eval-limit N] [--config FILE] [--foreground]\n");
+}
+
+/* "--max-clients" -> "max_clients". */
+static void option_key(const char *arg, char *key, size_t len)
+{
+    snprintf(key, len, "%s", arg + 2);
+    char *eq = strchr(key, '=');
+    if (eq)
+        *eq = '\0';
+    for (char *p = key; *p; p++)
+        if (*p == '-')
+            *p = '_';
+}
+
+/* Returns 0, 1 when the program should exit 0 (help, version), -1. */
+static int parse_args(int argc, char **argv, advd_options *o, char *err)
+{
+    *o = (advd_options){.workers = 1, .grace_ms = 10000, .max_clients = 64};
+    default_paths(o);
+    /* The configuration file first: the command line wins. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc && load_config(o, argv[i + 1], err))
+            return -1;
+        if (!strncmp(argv[i], "--config=", 9) && load_config(o, argv[i] + 9, err))
+            return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char key[64];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return usage(stdout), 1;
+        if (!strcmp(a, "--version"))
+            return printf("advd %s (protocol %d)\n", ADV_VERSION, ADV_PROTOCOL), 1;
+        if (!strcmp(a, "--foreground")) {
+            o->foreground = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return core_errf(err, "unexpected argument '%.60s'", a);
+        option_key(a, key, sizeof key);
+        const char *eq = strchr(a, '=');
+        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!v)
+            return core_errf(err, "option '%.60s' needs a value", a);
+        if (!strcmp(key, "config"))
+            continue;
+        if (set_option(o, key, v, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------ files and single instance */
+
+static int mkdir_p(const char *dir, char *err)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0700) && errno != EEXIST)
+            return core_errf(err, "cannot create '%s': %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0700) && errno != EEXIST)
+        return core_errf(err, "cannot create '%s': %s", p, strerror(errno));
+    return 0;
+}
+
+static int make_db_dir(const char *db, char *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", db);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    return mkdir_p(dir, err);
+}
+
+/* An flock on DB.lock, held for the daemon's life. */
+static int take_lock(advd *d, char *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s.lock", d->opt.db_path);
+    d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lock_fd < 0)
+        return core_errf(err, "cannot open '%s': %s", path, strerror(errno));
+    if (flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    int e = errno;
+    close(d->lock_fd);
+    d->lock_fd = -1;
+    if (e == EWOULDBLOCK)
+        return core_errf(err, "another advd is using the database '%s' (lock '%s' is held)",
+                         d->opt.db_path, path);
+    return core_errf(err, "cannot lock '%s': %s", path, strerror(e));
+}
+
+/* Without --foreground: fork, and let the parent exit once the child
+ * listens (0) or failed (1). Returns the write end the child reports on. */
+static int detach(void)
+{
+    int fds[2];
+    if (pipe(fds))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(fds[1]);
+        char c = 1;
+        ssize_t n = read(fds[0], &c, 1);
+        _exit(n == 1 && c == 0 ? 0 : 1);
+    }
+    close(fds[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        close(null);
+    }
+    return fds[1];
+}
+
+static int open_log(advd *d, char *err)
+{
+    if (d->opt.foreground)
+        return 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s", d->opt.db_path);
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
+             "advd.log");
+    d->log = fopen(path, "a");
+    if (!d->log)
+        return core_errf(err, "cannot open '%s': %s", path, strerror(errno));
+    dup2(fileno(d->log), 2);
+    return 0;
+}
+
+/* -------------------------------------------------------------- signals */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void advd_maybe_exit(advd *d)
+{
+    if (d->stopping != 1 || d->nworkers > 0)
+        return;
+    d->stopping = 2;
+    advd_log(d, "stopped");
+    advd_server_close_clients(d);
+    uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
+    uv_close((uv_handle_t *)&d->kick, on_handle_closed);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    advd *d = s->data;
+    if (d->stopping) {
+        advd_log(d, "second %s: killing the workers", strsignal(signum));
+        advd_scheduler_kill(d);
+        return;
+    }
+    d->stopping = 1;
+    advd_log(d, "stopping on %s", strsignal(signum));
+    advd_server_stop(d);
+    advd_scheduler_shutdown(d);
+    advd_maybe_exit(d);
+}
+
+static int start_signals(advd *d, char *err)
+{
+    int rc;
+    d->sig_term.data = d->sig_int.data = d;
+    if ((rc = uv_signal_init(&d->loop, &d->sig_term)) ||
+        (rc = uv_signal_init(&d->loop, &d->sig_int)) ||
+        (rc = uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM)) ||
+        (rc = uv_signal_start(&d->sig_int, on_stop_signal, SIGINT)))
+        return core_errf(err, "cannot handle signals: %s", uv_strerror(rc));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ run */
+
+static int open_store(advd *d, char *err)
+{
+    if (adv_store_open(d->opt.db_path, 5000, &d->store, err))
+        return -1;
+    int n = 0;
+    if (adv_store_requeue_running(d->store, &n, err))
+        return -1;
+    if (n)
+        advd_log(d, "requeued %d job%s left running by a previous daemon", n, n == 1 ? "" : "s");
+    return 0;
+}
+
+static int start(advd *d, int ready_fd, char *err)
+{
+    size_t len = sizeof d->exe;
+    int rc = uv_loop_init(&d->loop);
+    if (rc)
+        return core_errf(err, "cannot start the event loop: %s", uv_strerror(rc));
+    d->loop_ok = 1;
+    d->loop.data = d;
+    if ((rc = uv_exepath(d->exe, &len)))
+        return core_errf(err, "cannot find this program's path: %s", uv_strerror(rc));
+    if (open_store(d, err) || start_signals(d, err))
+        return -1;
+    if ((rc = uv_timer_init(&d->loop, &d->kick)))
+        return core_errf(err, "cannot create a timer: %s", uv_strerror(rc));
+    d->kick.data = d;
+    if (advd_server_start(d, err))
+        return -1;
+    advd_log(d, "advd %s listening on '%s', database '%s', %d worker%s", ADV_VERSION,
+             d->opt.socket_path, d->opt.db_path, d->opt.workers, d->opt.workers == 1 ? "" : "s");
+    if (ready_fd >= 0) {
+        char ok = 0;
+        if (write(ready_fd, &ok, 1) != 1)
+            advd_log(d, "cannot tell the parent process that the daemon is ready");
+        close(ready_fd);
+    }
+    advd_schedule_soon(d);
+    return 0;
+}
+
+static void finish(advd *d)
+{
+    if (d->store)
+        adv_store_close(d->store);
+    d->store = NULL;
+    if (d->loop_ok && uv_loop_close(&d->loop) == UV_EBUSY) {
+        uv_walk(&d->loop, (uv_walk_cb)uv_close, NULL);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d->loop);
+    }
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+    if (d->log)
+        fclose(d->log);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "--worker"))
+        return advd_worker_main();
+    advd d = {.lock_fd = -1};
+    char err[CORE_ERRLEN] = "";
+    int rc = parse_args(argc, argv, &d.opt, err);
+    if (rc)
+        return rc > 0 ? 0 : (fprintf(stderr, "advd: %s\n", err), usage(stderr), 2);
+    signal(SIGPIPE, SIG_IGN);
+    if (make_db_dir(d.opt.db_path, err) || take_lock(&d, err)) {
+        fprintf(stderr, "advd: %s\n", err);
+        return 1;
+    }
+    int ready_fd = d.opt.foreground ? -1 : detach();
+    if (open_log(&d, err)) {
+        fprintf(stderr, "advd: %s\n", err);
+        return 1;
+    }
+    if (start(&d, ready_fd, err)) {
+        advd_log(&d, "%s", err);
+        advd_server_stop(&d);
+        finish(&d);
+        return 1;
+    }
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    finish(&d);
+    return 0;
+}
