@@ -108,10 +108,11 @@ static void col2im(const core_conv *c, const float *dcol, float *dx, int n)
                     continue;
                 float *restrict xrow = xc + (size_t)iy * iw + off;
                 const float *restrict srow = src + (size_t)oy * ow;
-                if (s == 1) /* contiguous: vectorises */
+                if (s == 1) { /* contiguous; -O2 vectorises only when told */
+#pragma omp simd
                     for (int ox = lo; ox < hi; ox++)
                         xrow[ox] += srow[ox];
-                else
+                } else
                     for (int ox = lo; ox < hi; ox++)
                         xrow[ox * s] += srow[ox];
             }
@@ -126,6 +127,7 @@ static void gemm_to_nchw(const float *m, float *out, int rows, int n, size_t P, 
         for (int r = 0; r < rows; r++) {
             const float *src = m + ((size_t)r * n + e) * P;
             float *dst = out + ((size_t)e * rows + r) * P;
+#pragma omp simd
             for (size_t p = 0; p < P; p++)
                 dst[p] = src[p] + bias[r];
         }
@@ -203,6 +205,7 @@ void core_conv_backward(const core_conv *c, const float *params, float *grads, c
         if (param_grads) {
             for (int o = 0; o < K; o++) {
                 float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
                 for (int j = 0; j < cols; j++)
                     sum += dt[(size_t)o * cols + j];
                 db[o] += sum;
