@@ -1,7 +1,7 @@
 # advd - adversarial-training service.
 #
 #   make            build bin/ (installs missing Debian packages first, as root):
-#                   bin/advbench and the daemon bin/advd
+#                   bin/advbench, the daemon bin/advd and its client bin/advctl
 #   make demo       PGD-train cnn-small on Fashion-MNIST, then attack it with PGD-20
 #   make check      build and run every Check test
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
@@ -48,11 +48,15 @@ ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
 # The daemon's program: everything else in daemon/ (main, server, ...).
 ADVD_SRC := $(filter-out $(DAEMON_LIB_SRC),$(wildcard daemon/*.c))
 ADVD_OBJ := $(ADVD_SRC:%.c=$(BUILD)/%.o)
+# The client, bin/advctl: proto/ for the protocol and job specs, libcore
+# for reading checkpoints (export).
+CLIENT_SRC := $(wildcard client/*.c)
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps demo check check-asan bench clean
-all: deps $(BIN)/advbench $(BIN)/advd
+all: deps $(BIN)/advbench $(BIN)/advd $(BIN)/advctl
 
 deps:
 	@sh scripts/deps.sh
@@ -78,15 +82,22 @@ $(BIN)/advd: $(ADVD_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(UV_LIBS) $(CORE_LIBS) -o $@
 
+$(CLIENT_OBJ): $(wildcard proto/*.h client/*.h)
+$(BIN)/advctl: $(CLIENT_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(CORE_LIBS) -o $@
+
 # Every test links every library: the linker takes only what it uses.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(CORE_LIBS) $(CHECK_LIBS) -o $@
 
 # Each test file is its own Check program; all of them run even if one fails.
-# test_daemon starts the advd of this build (ADV_BIN).
-check: deps $(TEST_BIN) $(BIN)/advd
+# test_daemon starts the advd of this build (ADV_BIN); test_advctl runs
+# this build's advctl (ADVCTL_BIN) against it.
+check: deps $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
 	@fail=0; for t in $(TEST_BIN); do \
-	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd ./$$t || fail=1; \
+	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
+	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
 	done; exit $$fail
 
 check-asan:

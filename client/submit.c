@@ -1,0 +1,274 @@
+/*
+ * submit.c - `advctl submit` and `advctl eval`: a job spec built from an
+ * optional JSON file and command-line flags (flags win), validated here
+ * with proto's adv_jobspec_parse (the daemon's own code) before it is
+ * sent, so that a bad value is reported without a round trip; relative
+ * data-set directories are made absolute first (advd runs elsewhere).
+ */
+#include "client/advctl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { T_INT, T_FLOAT, T_STR } flag_type;
+
+typedef struct {
+    const char *flag, *key;
+    flag_type type;
+} flag;
+
+static const flag train_flags[] = {
+    {"--name", "name", T_STR},           {"--dataset", "dataset", T_STR},
+    {"--model", "model", T_STR},         {"--epochs", "epochs", T_INT},
+    {"--batch", "batch", T_INT},         {"--optimizer", "optimizer", T_STR},
+    {"--lr", "lr", T_FLOAT},             {"--schedule", "schedule", T_STR},
+    {"--method", "method", T_STR},       {"--eps", "eps", T_FLOAT},
+    {"--alpha", "alpha", T_FLOAT},       {"--steps", "steps", T_INT},
+    {"--norm", "norm", T_STR},           {"--trades-beta", "trades_beta", T_FLOAT},
+    {"--train-limit", "train_limit", T_INT}, {"--val-size", "val_size", T_INT},
+    {"--seed", "seed", T_INT},           {"--priority", "priority", T_INT},
+    {"--checkpoint-every", "checkpoint_every", T_INT},
+    {NULL, NULL, T_INT},
+};
+
+static const flag eval_flags[] = {
+    {"--name", "name", T_STR},         {"--priority", "priority", T_INT},
+    {"--attack", "attack", T_STR},     {"--suite", "suite", T_STR},
+    {"--steps", "steps", T_INT},       {"--restarts", "restarts", T_INT},
+    {"--alpha", "alpha", T_FLOAT},     {"--norm", "norm", T_STR},
+    {"--loss", "loss", T_STR},         {"--queries", "queries", T_INT},
+    {"--targets", "targets", T_INT},   {"--limit", "limit", T_INT},
+    {"--seed", "seed", T_INT},
+    {NULL, NULL, T_INT},
+};
+
+static const flag *find_flag(const flag *t, const char *name)
+{
+    for (; t->flag; t++)
+        if (!strcmp(t->flag, name))
+            return t;
+    return NULL;
+}
+
+/* The JSON value of a flag's text, or NULL after a usage error. */
+static json_t *flag_value(const char *cmd, const flag *f, const char *s)
+{
+    long long i;
+    double d;
+    switch (f->type) {
+    case T_INT:
+        if (ctl_parse_int(s, LLONG_MIN, LLONG_MAX, &i) == 0)
+            return json_integer(i);
+        ctl_usage(cmd, "invalid '%s': expected an integer, got '%s'", f->flag, s);
+        return NULL;
+    case T_FLOAT:
+        if (ctl_parse_double(s, &d) == 0)
+            return json_real(d);
+        ctl_usage(cmd, "invalid '%s': expected a number, got '%s'", f->flag, s);
+        return NULL;
+    case T_STR:
+        return json_string(s);
+    }
+    return NULL;
+}
+
+/* argv[*i] is a flag of table t: set it in spec. 0, 1 when it is not one
+ * of the table's, or ADVCTL_USAGE. */
+static int apply_flag(const char *cmd, const flag *t, int argc, char **argv, int *i, json_t *spec)
+{
+    const flag *f = find_flag(t, argv[*i]);
+    if (!f)
+        return 1;
+    const char *s = ctl_optarg(cmd, argc, argv, i);
+    json_t *v = s ? flag_value(cmd, f, s) : NULL;
+    if (!v)
+        return ADVCTL_USAGE;
+    json_object_set_new(spec, f->key, v);
+    return 0;
+}
+
+/* "fmt:DIR" with a relative DIR becomes "fmt:/abs/DIR". */
+static void absolute_dataset(json_t *spec)
+{
+    const char *ds = json_string_value(json_object_get(spec, "dataset"));
+    const char *colon = ds ? strchr(ds, ':') : NULL;
+    if (!colon || colon[1] == '/' || colon[1] == '\0')
+        return;
+    char resolved[PATH_MAX], cwd[PATH_MAX], out[2 * PATH_MAX + 64];
+    const char *dir = colon + 1;
+    if (realpath(dir, resolved))
+        snprintf(out, sizeof out, "%.*s:%s", (int)(colon - ds), ds, resolved);
+    else if (getcwd(cwd, sizeof cwd))
+        snprintf(out, sizeof out, "%.*s:%s/%s", (int)(colon - ds), ds, cwd, dir);
+    else
+        return;
+    json_object_set_new(spec, "dataset", json_string(out));
+}
+
+/* Validate with the daemon's code; print the message naming the field. */
+static int validate(const char *cmd, const json_t *spec)
+{
+    adv_jobspec *s = malloc(sizeof *s);
+    adv_error e;
+    if (!s)
+        return ctl_error("out of memory");
+    int rc = adv_jobspec_parse(spec, s, &e);
+    free(s);
+    if (rc) {
+        fprintf(stderr, "advctl %s: %s\n", cmd, e.msg);
+        return ADVCTL_USAGE;
+    }
+    return 0;
+}
+
+/* Submit spec (stolen); print the job id; follow it with wait. */
+static int send_spec(ctl *c, json_t *spec, int wait)
+{
+    json_t *r;
+    int rc = ctl_call(c, "submit", json_pack("{s:o}", "spec", spec), &r);
+    if (rc)
+        return rc;
+    int64_t job = json_integer_value(json_object_get(r, "job"));
+    if (c->json)
+        ctl_print_json(r);
+    else
+        printf("%lld\n", (long long)job);
+    fflush(stdout);
+    json_decref(r);
+    return wait ? ctl_follow(c, job) : 0;
+}
+
+/* ------------------------------------------------------------- submit */
+
+static int load_file(const char *path, json_t **spec)
+{
+    json_error_t je;
+    *spec = json_load_file(path, 0, &je);
+    if (!*spec)
+        return ctl_usage("submit", "cannot read job file '%s': %s (line %d)", path, je.text,
+                         je.line);
+    if (!json_is_object(*spec)) {
+        json_decref(*spec);
+        return ctl_usage("submit", "job file '%s' does not hold a JSON object", path);
+    }
+    return 0;
+}
+
+static int submit_args(int argc, char **argv, json_t **spec, int *wait)
+{
+    const char *file = NULL;
+    json_t *flags = json_object();
+    int rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
+        if (!strcmp(argv[i], "--wait"))
+            *wait = 1;
+        else if (argv[i][0] != '-' && !file)
+            file = argv[i];
+        else if ((rc = apply_flag("submit", train_flags, argc, argv, &i, flags)) == 1)
+            rc = ctl_usage("submit", argv[i][0] == '-' ? "unknown option '%s'"
+                                                       : "unexpected argument '%s'", argv[i]);
+    }
+    if (!rc && file)
+        rc = load_file(file, spec);
+    if (!rc && !file)
+        *spec = json_object();
+    if (!rc) {
+        json_object_update(*spec, flags);
+        if (!json_object_get(*spec, "kind"))
+            json_object_set_new(*spec, "kind", json_string("train"));
+    }
+    json_decref(flags);
+    return rc;
+}
+
+int cmd_submit(ctl *c, int argc, char **argv)
+{
+    json_t *spec = NULL;
+    int wait = 0;
+    int rc = submit_args(argc, argv, &spec, &wait);
+    if (rc)
+        return rc;
+    absolute_dataset(spec);
+    if ((rc = validate("submit", spec))) {
+        json_decref(spec);
+        return rc;
+    }
+    return send_spec(c, spec, wait);
+}
+
+/* --------------------------------------------------------------- eval */
+
+static int parse_eps(const char *s, json_t *spec)
+{
+    json_t *a = json_array();
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        double d;
+        if (ctl_parse_double(tok, &d)) {
+            json_decref(a);
+            return ctl_usage("eval", "invalid '--eps': expected numbers separated by commas, "
+                                     "got '%s'", s);
+        }
+        json_array_append_new(a, json_real(d));
+    }
+    json_object_set_new(spec, "eps", a);
+    return 0;
+}
+
+static int parse_ckpt(const char *s, json_t *spec)
+{
+    long long ep;
+    json_t *v = ctl_parse_int(s, 0, 100000, &ep) == 0 ? json_integer(ep) : json_string(s);
+    adv_ckpt_ref ref;
+    adv_error e;
+    if (adv_ckpt_ref_parse(v, "--checkpoint", &ref, &e)) {
+        json_decref(v);
+        return ctl_usage("eval", "%s", e.msg);
+    }
+    json_object_set_new(spec, "checkpoint", v);
+    return 0;
+}
+
+static int eval_arg(int argc, char **argv, int *i, json_t *spec, int *wait, int *njobs)
+{
+    const char *a = argv[*i], *v;
+    int64_t job;
+    if (!strcmp(a, "--wait"))
+        return *wait = 1, 0;
+    if (!strcmp(a, "--no-sanity"))
+        return json_object_set_new(spec, "sanity", json_false()), 0;
+    if (!strcmp(a, "--eps"))
+        return (v = ctl_optarg("eval", argc, argv, i)) ? parse_eps(v, spec) : ADVCTL_USAGE;
+    if (!strcmp(a, "--checkpoint"))
+        return (v = ctl_optarg("eval", argc, argv, i)) ? parse_ckpt(v, spec) : ADVCTL_USAGE;
+    if (a[0] != '-') {
+        if (++*njobs > 1 || ctl_parse_job(a, &job))
+            return ctl_usage("eval", "unexpected argument '%s'", a);
+        return json_object_set_new(spec, "job", json_integer(job)), 0;
+    }
+    int rc = apply_flag("eval", eval_flags, argc, argv, i, spec);
+    return rc == 1 ? ctl_usage("eval", "unknown option '%s'", a) : rc;
+}
+
+int cmd_eval(ctl *c, int argc, char **argv)
+{
+    json_t *spec = json_pack("{s:s}", "kind", "eval");
+    int wait = 0, njobs = 0, rc = 0;
+    for (int i = 1; i < argc && !rc; i++)
+        rc = eval_arg(argc, argv, &i, spec, &wait, &njobs);
+    if (!rc && !njobs)
+        rc = ctl_usage("eval", "missing JOB");
+    if (!rc && !json_object_get(spec, "attack") && !json_object_get(spec, "suite"))
+        rc = ctl_usage("eval", "give --attack NAME or --suite NAME");
+    if (!rc)
+        rc = validate("eval", spec);
+    if (rc) {
+        json_decref(spec);
+        return rc;
+    }
+    return send_spec(c, spec, wait);
+}

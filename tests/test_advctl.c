@@ -1,0 +1,525 @@
+/*
+ * test_advctl.c - integration tests of bin/advctl (ADVCTL_BIN, set by
+ * `make check`) against a real bin/advd (ADV_BIN) on a socket and database
+ * in a fresh temporary directory: every command, --json output parsed and
+ * checked, exit codes (2 usage, 3 no daemon, 1 missing or failed job), the
+ * default submission, and an export read back tensor by tensor against
+ * the checkpoint (core_state_model).
+ *
+ * Jobs are tiny (a 4-channel convolution on 256 Fashion-MNIST images, one
+ * thread), as in test_daemon.c.
+ */
+#define _GNU_SOURCE
+#include "proto/proto.h"
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "core/state.h"
+
+#define TINY_MODEL "conv4k3p1 relu maxpool2 fc10"
+
+/* ------------------------------------------------------------ the daemon */
+
+typedef struct {
+    char dir[256], sock[300], db[300], log[300];
+    pid_t pid;
+} daemon_t;
+
+static daemon_t D;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *b = getenv(name);
+    return b && *b ? b : dflt;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void start_daemon(void)
+{
+    D.pid = fork();
+    ck_assert_int_ge(D.pid, 0);
+    if (D.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(D.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0)
+            dup2(fd, 2);
+        const char *bin = env_or("ADV_BIN", "bin/advd");
+        execl(bin, bin, "--foreground", "--socket", D.sock, "--db", D.db, "--threads", "1",
+              "--final-eval-limit", "100", "--grace", "5", (char *)NULL);
+        _exit(127);
+    }
+    char needle[64];
+    snprintf(needle, sizeof needle, "advd[%d]: advd %s listening on", (int)D.pid, ADV_VERSION);
+    double t0 = now_s();
+    for (;;) {
+        char *log = access(D.log, F_OK) == 0 ? read_text(D.log) : strdup("");
+        int ready = strstr(log, needle) != NULL;
+        free(log);
+        if (ready)
+            break;
+        int status;
+        ck_assert_msg(waitpid(D.pid, &status, WNOHANG) == 0, "advd exited at startup");
+        ck_assert_msg(now_s() - t0 < 10, "advd did not listen within 10 s");
+        usleep(5000);
+    }
+}
+
+static void setup(void)
+{
+    memset(&D, 0, sizeof D);
+    adv_test_tmpdir(D.dir, sizeof D.dir);
+    snprintf(D.sock, sizeof D.sock, "%s/advd.sock", D.dir);
+    snprintf(D.db, sizeof D.db, "%s/advd.db", D.dir);
+    snprintf(D.log, sizeof D.log, "%s/advd.log", D.dir);
+    unsetenv("ADVD_SOCKET");
+}
+
+static void teardown(void)
+{
+    if (D.pid > 0) {
+        kill(D.pid, SIGKILL);
+        waitpid(D.pid, NULL, 0);
+    }
+}
+
+/* ------------------------------------------------------------ advctl */
+
+typedef struct {
+    int rc;
+    char *out, *err;
+} run_t;
+
+static run_t R;
+
+/* Run advctl --socket D.sock ARGS... (NULL-terminated); its exit status,
+ * stdout and stderr in R. */
+static int ctl_argv(int with_socket, const char **args)
+{
+    char out[400], err[400];
+    snprintf(out, sizeof out, "%s/ctl.out", D.dir);
+    snprintf(err, sizeof err, "%s/ctl.err", D.dir);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, 1);
+        dup2(e, 2);
+        const char *argv[64] = {env_or("ADVCTL_BIN", "bin/advctl")};
+        int n = 1;
+        if (with_socket) {
+            argv[n++] = "--socket";
+            argv[n++] = D.sock;
+        }
+        for (int i = 0; args[i] && n < 63; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "advctl died of signal %d", WTERMSIG(status));
+    free(R.out);
+    free(R.err);
+    R.rc = WEXITSTATUS(status);
+    R.out = read_text(out);
+    R.err = read_text(err);
+    return R.rc;
+}
+
+#define CTL(...) ctl_argv(1, (const char *[]){__VA_ARGS__, NULL})
+#define CTL_NOSOCK(...) ctl_argv(0, (const char *[]){__VA_ARGS__, NULL})
+
+#define EXPECT(rc_, ...)                                                                      \
+    do {                                                                                      \
+        int got_ = CTL(__VA_ARGS__);                                                          \
+        ck_assert_msg(got_ == (rc_), "advctl exited %d, not %d\nstdout: %s\nstderr: %s", got_, \
+                      (rc_), R.out, R.err);                                                   \
+    } while (0)
+
+/* stdout of the last run as JSON (one object per line: the first). */
+static json_t *out_json(void)
+{
+    json_error_t je;
+    json_t *v = json_loadb(R.out, strcspn(R.out, "\n"), 0, &je);
+    ck_assert_msg(v != NULL, "advctl --json printed no JSON (%s): %s", je.text, R.out);
+    return v;
+}
+
+static int64_t out_id(void)
+{
+    long long id = strtoll(R.out, NULL, 10);
+    ck_assert_msg(id >= 1, "no job id in: %s", R.out);
+    return id;
+}
+
+#define HAS(text, needle) ck_assert_msg(strstr((text), (needle)), "no '%s' in: %s", (needle), (text))
+
+/* ------------------------------------------ a raw request, for comparison */
+
+static json_t *raw_call(const char *request)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.*s", (int)sizeof sa.sun_path - 1, D.sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+    adv_linebuf lb;
+    adv_linebuf_init(&lb, ADV_PROTO_MAX_LINE);
+    const char *line;
+    size_t len;
+    adv_error e;
+    json_t *resp = NULL;
+    int lines = 0;
+    while (!resp) {
+        int r = adv_linebuf_next(&lb, &line, &len, &e);
+        ck_assert_int_ge(r, 0);
+        if (r == 1) {
+            if (++lines == 2) /* the first is the greeting */
+                resp = json_loadb(line, len, 0, NULL);
+            continue;
+        }
+        char buf[65536];
+        ssize_t n = read(fd, buf, sizeof buf);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(adv_linebuf_feed(&lb, buf, (size_t)n, &e), 0);
+    }
+    adv_linebuf_free(&lb);
+    close(fd);
+    ck_assert(json_is_true(json_object_get(resp, "ok")));
+    json_t *result = json_incref(json_object_get(resp, "result"));
+    json_decref(resp);
+    return result;
+}
+
+/* --------------------------------------------------------------- tests */
+
+START_TEST(test_no_daemon)
+{
+    EXPECT(3, "ping");
+    HAS(R.err, "cannot reach advd");
+    HAS(R.err, "bin/advd");
+    HAS(R.err, D.sock);
+    EXPECT(3, "status", "1");
+    EXPECT(3, "list", "--json");
+    /* ADVD_SOCKET names the socket when --socket does not. */
+    setenv("ADVD_SOCKET", D.sock, 1);
+    ck_assert_int_eq(CTL_NOSOCK("ping"), 3);
+    HAS(R.err, D.sock);
+}
+END_TEST
+
+START_TEST(test_usage)
+{
+    ck_assert_int_eq(CTL_NOSOCK("bogus"), 2);
+    HAS(R.err, "unknown command 'bogus'");
+    EXPECT(2, "status");
+    HAS(R.err, "missing JOB");
+    HAS(R.err, "usage: advctl status JOB");
+    EXPECT(2, "status", "x");
+    EXPECT(2, "status", "1", "2");
+    EXPECT(2, "list", "--limit", "many");
+    HAS(R.err, "usage: advctl list");
+    EXPECT(2, "submit", "--epochs", "x");
+    HAS(R.err, "'--epochs'");
+    EXPECT(2, "submit", "--bogus", "1");
+    HAS(R.err, "unknown option '--bogus'");
+    /* Validated here, with the daemon's code: no daemon needed. */
+    EXPECT(2, "submit", "--epochs", "0");
+    HAS(R.err, "invalid 'epochs'");
+    EXPECT(2, "submit", "--model", "conv0k3 fc10");
+    HAS(R.err, "invalid 'model'");
+    EXPECT(2, "submit", "--dataset", "mnist:no/such/dir");
+    HAS(R.err, "invalid 'dataset'");
+    HAS(R.err, "/no/such/dir"); /* made absolute */
+    EXPECT(2, "eval", "1");
+    HAS(R.err, "--attack NAME or --suite NAME");
+    EXPECT(2, "eval", "1", "--suite", "autoattack", "--steps", "3");
+    HAS(R.err, "'steps' cannot be used with 'suite'");
+    EXPECT(2, "eval", "1", "--attack", "pgd", "--eps", "0.1,x");
+    EXPECT(2, "eval", "1", "--attack", "pgd", "--checkpoint", "worst");
+    HAS(R.err, "'--checkpoint'");
+    EXPECT(2, "export", "1");
+    HAS(R.err, "missing '-o FILE'");
+    EXPECT(0, "help");
+    HAS(R.out, "compare");
+    EXPECT(0, "help", "submit");
+    HAS(R.out, "--trades-beta");
+    EXPECT(2, "help", "nope");
+    EXPECT(0, "cancel", "--help");
+    HAS(R.out, "usage: advctl cancel JOB");
+}
+END_TEST
+
+START_TEST(test_ping_version_missing)
+{
+    start_daemon();
+    EXPECT(0, "ping");
+    HAS(R.out, "alive");
+    EXPECT(0, "ping", "--json");
+    json_t *v = out_json();
+    ck_assert(json_is_true(json_object_get(v, "pong")));
+    json_decref(v);
+    EXPECT(0, "--json", "version");
+    v = out_json();
+    ck_assert_str_eq(json_string_value(json_object_get(v, "version")), ADV_VERSION);
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "protocol")), ADV_PROTOCOL);
+    json_decref(v);
+    EXPECT(0, "version");
+    HAS(R.out, "advctl " ADV_VERSION);
+    HAS(R.out, "advd " ADV_VERSION);
+    /* A job that does not exist: 1, one line naming it. */
+    EXPECT(1, "status", "999");
+    HAS(R.err, "not_found: no job 999");
+    ck_assert_int_eq(strchr(R.err, '\n') - R.err + 1, (long)strlen(R.err));
+    EXPECT(1, "cancel", "999");
+    EXPECT(1, "watch", "999");
+    EXPECT(1, "results", "999", "--json");
+    EXPECT(1, "export", "999", "-o", "/tmp/never.safetensors");
+    EXPECT(1, "compare", "999");
+    /* The daemon's own argument errors: usage, naming the field. */
+    EXPECT(2, "list", "--state", "bogus");
+    HAS(R.err, "'state'");
+    EXPECT(0, "list", "--json");
+    v = out_json();
+    ck_assert_int_eq(json_array_size(json_object_get(v, "jobs")), 0);
+    json_decref(v);
+}
+END_TEST
+
+static void check_export(int64_t job, const char *file)
+{
+    /* The checkpoint itself, from the daemon. */
+    char req[600], ck[400];
+    snprintf(ck, sizeof ck, "%s/ck.advstate", D.dir);
+    snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"export\",\"job\":%lld,\"path\":\"%s\"}\n",
+             (long long)job, ck);
+    json_decref(raw_call(req));
+    FILE *f = fopen(ck, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t state[1 << 22];
+    size_t slen = fread(state, 1, sizeof state, f);
+    fclose(f);
+    core_model *m;
+    char err[CORE_ERRLEN];
+    ck_assert_msg(core_state_model(state, slen, &m, err) == 0, "%s", err);
+    /* The safetensors file. */
+    f = fopen(file, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t st[1 << 22];
+    size_t n = fread(st, 1, sizeof st, f);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)st[i] << (8 * i);
+    ck_assert_int_eq(hlen % 8, 0);
+    json_t *h = json_loadb((const char *)st + 8, hlen, 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    json_t *md = json_object_get(h, "__metadata__");
+    ck_assert_str_eq(json_string_value(json_object_get(md, "model_spec")), m->spec);
+    ck_assert_str_eq(json_string_value(json_object_get(md, "model")), TINY_MODEL);
+    ck_assert_str_eq(json_string_value(json_object_get(md, "epoch")), "1");
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)job);
+    ck_assert_str_eq(json_string_value(json_object_get(md, "job")), id);
+    const char *key;
+    json_t *v;
+    json_object_foreach(md, key, v) ck_assert_msg(json_is_string(v), "metadata '%s'", key);
+    ck_assert_int_eq(json_object_size(h), (size_t)m->nviews + 1);
+    const uint8_t *data = st + 8 + hlen;
+    for (int i = 0; i < m->nviews; i++) {
+        const core_param_view *pv = &m->views[i];
+        json_t *t = json_object_get(h, pv->name);
+        ck_assert_msg(t != NULL, "no tensor '%s'", pv->name);
+        ck_assert_str_eq(json_string_value(json_object_get(t, "dtype")), "F32");
+        json_t *shape = json_object_get(t, "shape");
+        ck_assert_int_eq(json_array_size(shape), pv->ndim);
+        for (int d = 0; d < pv->ndim; d++)
+            ck_assert_int_eq(json_integer_value(json_array_get(shape, d)), pv->dims[d]);
+        json_t *off = json_object_get(t, "data_offsets");
+        size_t b = (size_t)json_integer_value(json_array_get(off, 0));
+        size_t e = (size_t)json_integer_value(json_array_get(off, 1));
+        ck_assert_int_eq(e - b, pv->size * sizeof(float));
+        ck_assert_int_le(8 + hlen + e, n);
+        ck_assert_msg(memcmp(data + b, m->params + pv->offset, e - b) == 0,
+                      "tensor '%s' differs from the checkpoint", pv->name);
+    }
+    json_decref(h);
+    core_model_free(m);
+}
+
+START_TEST(test_train_flow)
+{
+    start_daemon();
+    /* A job file, and flags that override it. */
+    char file[400], model[400];
+    snprintf(file, sizeof file, "%s/tiny.json", D.dir);
+    FILE *f = fopen(file, "w");
+    fputs("{\"kind\":\"train\",\"name\":\"from-file\",\"epochs\":5,\"val_robust_size\":32,"
+          "\"batch\":64}\n", f);
+    fclose(f);
+    EXPECT(0, "submit", file, "--name", "tiny", "--model", TINY_MODEL, "--epochs", "1",
+           "--train-limit", "256", "--val-size", "64", "--steps", "2", "--seed", "7", "--wait");
+    int64_t id = out_id();
+    HAS(R.out, "epoch 1/1 batch 3/3"); /* plain progress lines: not a terminal */
+    HAS(R.out, "succeeded");
+    char ids[32], eids[32];
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    /* status --json is exactly the daemon's result. */
+    EXPECT(0, "status", ids, "--json");
+    json_t *v = out_json();
+    char req[200];
+    snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"status\",\"job\":%s}\n", ids);
+    json_t *raw = raw_call(req);
+    ck_assert(json_equal(v, raw));
+    json_decref(raw);
+    json_t *spec = json_object_get(v, "spec");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "state")), "succeeded");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "name")), "tiny");
+    ck_assert_int_eq(json_integer_value(json_object_get(spec, "epochs")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(spec, "val_robust_size")), 32);
+    ck_assert_str_eq(json_string_value(json_object_get(spec, "model")), TINY_MODEL);
+    json_decref(v);
+    EXPECT(0, "status", ids);
+    HAS(R.out, "succeeded");
+    HAS(R.out, "model=");
+    /* list */
+    EXPECT(0, "ls", "--json", "--kind", "train", "--state", "succeeded", "--limit", "5");
+    v = out_json();
+    ck_assert_int_eq(json_array_size(json_object_get(v, "jobs")), 1);
+    json_decref(v);
+    EXPECT(0, "list");
+    HAS(R.out, "tiny");
+    HAS(R.out, "succeeded");
+    /* metrics, checkpoints, results */
+    EXPECT(0, "metrics", ids, "--json");
+    v = out_json();
+    ck_assert_int_gt(json_array_size(json_object_get(v, "metrics")), 5);
+    json_decref(v);
+    EXPECT(0, "metrics", ids, "--csv");
+    HAS(R.out, "epoch,step,key,value\n");
+    HAS(R.out, ",train_loss,");
+    EXPECT(0, "metrics", ids, "--key", "test_pgd20_acc");
+    HAS(R.out, "test_pgd20_acc");
+    ck_assert_ptr_null(strstr(R.out, "train_loss"));
+    EXPECT(0, "checkpoints", ids, "--json");
+    v = out_json();
+    ck_assert_int_ge(json_array_size(json_object_get(v, "checkpoints")), 1);
+    json_decref(v);
+    EXPECT(0, "checkpoints", ids);
+    HAS(R.out, "VAL_ROBUST");
+    EXPECT(0, "results", ids, "--json");
+    v = out_json();
+    json_t *row = json_array_get(json_object_get(v, "results"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "n")), 100);
+    json_decref(v);
+    EXPECT(0, "results", ids);
+    HAS(R.out, "pgd-20 (final)");
+    /* watch of a finished job: its outcome at once. */
+    EXPECT(0, "watch", ids);
+    HAS(R.out, "succeeded");
+    /* An evaluation at two eps. */
+    EXPECT(0, "eval", ids, "--attack", "pgd", "--steps", "2", "--eps", "0.05,0.1", "--limit",
+           "32", "--checkpoint", "latest", "--no-sanity", "--wait");
+    int64_t eid = out_id();
+    snprintf(eids, sizeof eids, "%lld", (long long)eid);
+    EXPECT(0, "results", eids, "--json");
+    v = out_json();
+    ck_assert_int_eq(json_array_size(json_object_get(v, "results")), 2);
+    json_decref(v);
+    /* A job that fails in the worker: exit status 1, the reason shown. */
+    EXPECT(1, "eval", ids, "--attack", "apgd-t", "--targets", "12", "--limit", "10", "--wait");
+    HAS(R.out, "failed");
+    HAS(R.out, "invalid 'targets'");
+    /* compare */
+    EXPECT(0, "compare", ids, ids);
+    HAS(R.out, "TEST_PGD20");
+    HAS(R.out, "tiny");
+    EXPECT(0, "compare", ids, "--json");
+    v = out_json();
+    ck_assert_int_eq(json_array_size(v), 1);
+    json_decref(v);
+    /* export, read back against the checkpoint. */
+    snprintf(model, sizeof model, "%s/model.safetensors", D.dir);
+    EXPECT(0, "export", ids, "--checkpoint", "latest", "-o", model);
+    HAS(R.out, model);
+    check_export(id, model);
+    EXPECT(1, "export", ids, "--checkpoint", "7", "-o", model);
+}
+END_TEST
+
+START_TEST(test_default_submit)
+{
+    start_daemon();
+    ck_assert_int_eq(CTL("submit"), 0);
+    int64_t id = out_id();
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    EXPECT(0, "status", ids, "--json");
+    json_t *v = out_json(), *spec = json_object_get(v, "spec");
+    const char *state = json_string_value(json_object_get(v, "state"));
+    ck_assert_msg(!strcmp(state, "queued") || !strcmp(state, "running"), "%s", state);
+    ck_assert_str_eq(json_string_value(json_object_get(spec, "model")), "cnn-small");
+    ck_assert_str_eq(json_string_value(json_object_get(spec, "dataset")), "fashion-mnist");
+    ck_assert_str_eq(json_string_value(json_object_get(spec, "method")), "pgd");
+    ck_assert_int_eq(json_integer_value(json_object_get(spec, "steps")), 7);
+    ck_assert(json_number_value(json_object_get(spec, "eps")) == 0.1);
+    json_decref(v);
+    EXPECT(0, "cancel", ids, "--json");
+    v = out_json();
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "job")), id);
+    json_decref(v);
+    /* Cancelled is not success. */
+    EXPECT(1, "watch", ids);
+    HAS(R.out, "cancelled");
+    EXPECT(1, "cancel", ids);
+    HAS(R.err, "conflict: job");
+}
+END_TEST
+
+static Suite *advctl_suite(void)
+{
+    Suite *s = suite_create("advctl");
+    TCase *tc = tcase_create("advctl");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_no_daemon);
+    tcase_add_test(tc, test_usage);
+    tcase_add_test(tc, test_ping_version_missing);
+    tcase_add_test(tc, test_train_flow);
+    tcase_add_test(tc, test_default_submit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+ADV_TEST_MAIN(advctl_suite)
