@@ -2,7 +2,7 @@
 #
 #   make            build bin/ (installs missing Debian packages first, as root):
 #                   bin/advbench, the daemon bin/advd and its client bin/advctl
-#   make demo       PGD-train cnn-small on Fashion-MNIST, then attack it with PGD-20
+#   make demo       start advd, PGD-train cnn-small, evaluate it with APGD-CE (scripts/demo.sh)
 #   make check      build and run every Check test
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py
@@ -110,7 +110,7 @@ bench: deps $(BIN)/advbench
 	sh scripts/bench.sh
 
 demo: all
-	bin/advbench train --model cnn-small --epochs 1 --eps 0.1 --steps 7
+	sh scripts/demo.sh
 
 clean:
 	rm -rf build build-asan bin
