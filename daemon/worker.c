@@ -112,18 +112,6 @@ static void send_msg(worker *w, json_t *msg)
     free(text);
 }
 
-/* The shortest decimal that reads back as f: 0.05f is 0.05, not
- * 0.0500000007 (as proto/jobspec.c writes spec values). */
-static double shortest(float f)
-{
-    char buf[32];
-    for (int p = 1; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-        if (strtof(buf, NULL) == f)
-            break;
-    }
-    return strtod(buf, NULL);
-}
 
 static json_t *num(double v)
 {
@@ -302,7 +290,7 @@ static int final_eval(worker *w, const adv_train_spec *ts)
                              t->cfg.norm == CORE_NORM_L2 ? "l2" : "linf", "loss", "ce", "steps",
                              20, "final", 1);
     send_msg(w, json_pack("{s:s, s:o, s:f, s:i, s:f, s:f, s:[]}", "type", "eval", "spec", spec,
-                          "eps", shortest(eps), "n", te.n, "clean_acc", clean.clean_acc,
+                          "eps", adv_float_json(eps), "n", te.n, "clean_acc", clean.clean_acc,
                           "robust_acc", rob.robust_acc, "warnings"));
     send_msg(w, json_pack("{s:s, s:i, s:I, s:{s:f, s:f}}", "type", "metrics", "epoch",
                           (int)t->progress.epoch, "step", (json_int_t)t->progress.step, "values",
@@ -487,7 +475,7 @@ static void send_eval_row(worker *w, eval_run *r, int i, double clean, double ac
         json_object_set_new(spec, "eps", json_real(es->eps[i]));
     char *surv = adv_base64_encode(r->robust, (size_t)r->n, NULL);
     send_msg(w, json_pack("{s:s, s:o, s:f, s:i, s:f, s:f, s:s?, s:O}", "type", "eval", "spec",
-                          spec, "eps", shortest(es->eps[i]), "n", r->n, "clean_acc", clean,
+                          spec, "eps", adv_float_json(es->eps[i]), "n", r->n, "clean_acc", clean,
                           "robust_acc", acc, "survival", surv, "warnings", warnings));
     free(surv);
 }

@@ -599,9 +599,7 @@ int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_e
 
 /* ---------------------------------------------------------- encoding */
 
-/* The shortest decimal that reads back as f, as a double: 0.05f is
- * written "0.05", not "0.0500000007". */
-static double float_json(float f)
+double adv_float_json(float f)
 {
     char buf[32];
     for (int p = 1; p <= 9; p++) {
@@ -621,7 +619,7 @@ static json_t *encode_field(const field *f, const adv_jobspec *s)
     case F_I64:
         return json_integer((json_int_t) * (const int64_t *)p);
     case F_FLOAT:
-        return json_real(float_json(*(const float *)p));
+        return json_real(adv_float_json(*(const float *)p));
     case F_BOOL:
         return json_boolean(*(const int *)p);
     case F_STR:
@@ -633,7 +631,7 @@ static json_t *encode_field(const field *f, const adv_jobspec *s)
     case F_EPS: {
         json_t *a = json_array();
         for (int i = 0; i < s->eval.neps; i++)
-            json_array_append_new(a, json_real(float_json(s->eval.eps[i])));
+            json_array_append_new(a, json_real(adv_float_json(s->eval.eps[i])));
         return a;
     }
     }

@@ -272,4 +272,8 @@ int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_e
 json_t *adv_jobspec_json(const adv_jobspec *s);
 char *adv_jobspec_canonical(const adv_jobspec *s);
 
+/* The shortest decimal that reads back as f, as a double, for JSON: 0.05f
+ * is written "0.05", not "0.0500000007". */
+double adv_float_json(float f);
+
 #endif
