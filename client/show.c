@@ -4,6 +4,7 @@
  * --json prints the daemon's result object exactly as it came.
  */
 #include "client/advctl.h"
+#include "core/common.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -176,13 +177,6 @@ typedef struct {
     int shown;               /* a progress line is on screen (tty) */
 } follow_state;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void fmt_eta(double s, char *buf, size_t len)
 {
     if (!(s >= 0) || s > 1e7)
@@ -208,7 +202,7 @@ static void render(follow_state *f, int64_t job)
     for (int i = 0; i < 20; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[20] = '\0';
-    double dt = now_s() - f->t0, dp = f->last_p - f->p0;
+    double dt = core_now_s() - f->t0, dp = f->last_p - f->p0;
     fmt_eta(dp > 0 ? (1 - f->last_p) * dt / dp : NAN, eta, sizeof eta);
     if (f->epochs > 0 && f->last_p > 0 && f->step > 0) {
         long long bpe = llround((double)f->step / f->last_p / f->epochs);
@@ -237,7 +231,7 @@ static void on_progress(follow_state *f, const json_t *ev)
     const json_t *m = json_object_get(ev, "metrics");
     f->last_p = json_number_value(json_object_get(ev, "progress"));
     if (f->t0 == 0) {
-        f->t0 = now_s();
+        f->t0 = core_now_s();
         f->p0 = f->last_p;
     }
     /* Metrics events number epochs from 0 and carry an older progress. */

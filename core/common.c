@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int core_errf(char *err, const char *fmt, ...)
 {
@@ -17,6 +18,13 @@ int core_errf(char *err, const char *fmt, ...)
         va_end(ap);
     }
     return -1;
+}
+
+double core_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void *core_alloc(size_t bytes)

@@ -23,6 +23,9 @@
 int core_errf(char *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Seconds on the monotonic clock, for durations and rates. */
+double core_now_s(void);
+
 /* 64-byte aligned allocation, zero-filled; NULL on failure. */
 void *core_alloc(size_t bytes);
 void core_free(void *p);

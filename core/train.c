@@ -23,13 +23,6 @@
 #define VAL_PGD_STEPS 20
 #define GUARD_PGD_STEPS 10
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- configuration ------------------------------------------------------ */
 
 static const char *method_names[] = {"clean", "pgd", "fgsm-rs", "trades"};
@@ -373,7 +366,7 @@ static int finish_epoch(core_trainer *t, double t0, int64_t seen0, const core_tr
                         char *err)
 {
     core_progress *p = &t->progress;
-    double dt = now_s() - t0;
+    double dt = core_now_s() - t0;
     core_epoch_info info = {
         .epoch = (int)p->epoch,
         .train_loss = p->seen ? (float)(p->loss_sum / (double)p->seen) : NAN,
@@ -406,7 +399,7 @@ static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
     int first = (int)(p->step - p->epoch * bpe);
     if (first == 0)
         guard_snapshot(t);
-    double t0 = now_s();
+    double t0 = core_now_s();
     int64_t seen0 = p->seen;
     for (int b = first; b < bpe; b++) {
         int n = b * B + B <= t->split.ntrain ? B : t->split.ntrain - b * B;
@@ -420,7 +413,7 @@ static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
         p->loss_sum += (double)loss * n;
         p->correct += correct;
         p->seen += n;
-        double dt = now_s() - t0;
+        double dt = core_now_s() - t0;
         core_batch_info bi = {
             .step = p->step, .epoch = (int)p->epoch, .batch = b, .batches = bpe, .loss = loss,
             .acc = (float)correct / (float)n, .lr = sp.lr, .eps = eps,

@@ -70,13 +70,6 @@ typedef struct {
     char err[CORE_ERRLEN];
 } worker;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_term(int sig)
 {
     (void)sig;
@@ -221,13 +214,13 @@ static void send_progress(worker *w, double images_per_s, float loss)
                           frac > 1 ? 1.0 : frac, "epoch", (json_int_t)t->progress.epoch, "step",
                           (json_int_t)t->progress.step, "images_per_s", num(images_per_s),
                           "loss", num(loss)));
-    w->last_progress = now_s();
+    w->last_progress = core_now_s();
 }
 
 static int on_batch(void *ctx, const core_batch_info *b)
 {
     worker *w = ctx;
-    if (now_s() - w->last_progress >= 1.0)
+    if (core_now_s() - w->last_progress >= 1.0)
         send_progress(w, b->images_per_s, b->loss);
     return should_stop(w);
 }

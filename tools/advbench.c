@@ -41,13 +41,6 @@ typedef struct {
     uint64_t seed;
 } options;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int usage(void)
 {
     fprintf(stderr, "usage: advbench bench [--model M] [--batch B] [--steps K] [--eps E] "
@@ -195,10 +188,10 @@ static void run_ours(const options *o, bench_ctx *b, double ips[WORKLOADS])
     for (int w = 0; w < WORKLOADS; w++) {
         fn[w](b);
         fn[w](b);
-        double t0 = now_s();
+        double t0 = core_now_s();
         for (int i = 0; i < o->iters; i++)
             fn[w](b);
-        ips[w] = o->iters * b->n / (now_s() - t0);
+        ips[w] = o->iters * b->n / (core_now_s() - t0);
     }
 }
 
@@ -299,7 +292,7 @@ static int bench(const options *o)
 static int epoch_done(void *ctx, const core_epoch_info *e)
 {
     printf("epoch %d done at %.1fs (loss %.4f, acc %.4f)\n", e->epoch + 1,
-           now_s() - *(double *)ctx, e->train_loss, e->train_acc);
+           core_now_s() - *(double *)ctx, e->train_loss, e->train_acc);
     fflush(stdout);
     return 0;
 }
@@ -323,11 +316,11 @@ static int train(const options *o)
         core_dataset_load(fmt, dir, CORE_SPLIT_TEST, o->test_n, &te, err) ||
         core_trainer_create(&cfg, o->model, &tr, &t, err))
         goto out;
-    double t0 = now_s();
+    double t0 = core_now_s();
     core_train_hooks hooks = {.on_epoch = epoch_done, .ctx = &t0};
     if (core_trainer_run(t, &hooks, err) < 0)
         goto out;
-    double train_s = now_s() - t0;
+    double train_s = core_now_s() - t0;
     int *idx = core_alloc(sizeof(int) * te.n);
     for (int i = 0; i < te.n; i++)
         idx[i] = i;
