@@ -2,7 +2,7 @@
  * advctl.h - what the parts of advctl, advd's command-line client, share:
  * the connection to the daemon (conn.c), the command table and its
  * helpers (main.c), and the commands themselves (submit.c, show.c,
- * export.c).
+ * reports.c, export.c, images.c).
  *
  * Every command is a function `int cmd_x(ctl *c, int argc, char **argv)`
  * returning the process exit status: ADVCTL_OK, ADVCTL_FAILED (a job failed
@@ -78,10 +78,30 @@ int cmd_results(ctl *c, int argc, char **argv);
 int cmd_metrics(ctl *c, int argc, char **argv);
 int cmd_checkpoints(ctl *c, int argc, char **argv);
 int cmd_compare(ctl *c, int argc, char **argv);
+int cmd_images(ctl *c, int argc, char **argv);
+
+/* submit.c: validate a spec with the daemon's own code (printing the
+ * message that names the field; ADVCTL_USAGE), and submit one (stolen):
+ * 0 with the new job's id and, when result is not NULL, the response. */
+int ctl_validate_spec(const char *cmd, const json_t *spec);
+int ctl_submit_spec(ctl *c, json_t *spec, int64_t *job, json_t **result);
+
+/* reports.c ---------------------------------------------------------- */
+
+/* The calibration, corruption and explanation reports of `results`. */
+void ctl_print_reports(const json_t *reports);
+/* For compare, from the latest report of each kind (NaN when absent):
+ * mean corruption accuracy, clean ECE before and after temperature
+ * scaling, saliency top-k overlap under random and adversarial deltas. */
+#define CTL_SUMMARY 5
+void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY]);
 int cmd_export(ctl *c, int argc, char **argv);
 
 /* show.c: follow a job to its end, printing progress; exit status of its
  * outcome (0 succeeded, 1 otherwise). */
 int ctl_follow(ctl *c, int64_t job);
+/* Wait for job to end without printing progress (a failure is printed as
+ * one line); the exit status for its outcome. */
+int ctl_wait(ctl *c, int64_t job);
 
 #endif

@@ -33,14 +33,18 @@ static const command commands[] = {
      "[JOB.json] [--name S] [--dataset D] [--model M] [--epochs N] [--batch N]\n"
      "       [--optimizer sgd|adam] [--lr X] [--schedule S] [--method clean|pgd|fgsm-rs|trades]\n"
      "       [--eps X] [--alpha X] [--steps N] [--norm linf|l2] [--trades-beta X]\n"
-     "       [--train-limit N] [--val-size N] [--seed N] [--priority N]\n"
+     "       [--train-limit N] [--val-size N] [--val-robust-size N] [--seed N] [--priority N]\n"
      "       [--checkpoint-every N] [--wait]",
      "queue a training job (no arguments: cnn-small, PGD-7 on Fashion-MNIST, eps 0.1)"},
     {"eval", NULL, cmd_eval,
      "JOB [--checkpoint latest|best|EPOCH] (--attack NAME [--steps N] [--restarts N]\n"
      "       [--alpha X] [--norm linf|l2] [--loss ce|cw|dlr] [--queries N] [--targets N]\n"
-     "       | --suite NAME) [--eps X[,Y,...]] [--limit N] [--seed N] [--no-sanity] [--wait]",
-     "queue an evaluation of a checkpoint of JOB"},
+     "       | --suite NAME) [--eps X[,Y,...]] [--limit N] [--seed N] [--no-sanity]\n"
+     "       [--no-calibration] [--corruptions] [--explain [--explain-limit N]\n"
+     "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
+     "       [--wait]",
+     "queue an evaluation of a checkpoint of JOB (calibration always; corruptions and\n"
+     "       explanations when asked)"},
     {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval] [--limit N]", "list jobs"},
     {"status", NULL, cmd_status, "JOB", "show a job"},
     {"watch", NULL, cmd_watch, "JOB", "follow a job's progress to its end"},
@@ -51,6 +55,11 @@ static const command commands[] = {
     {"compare", NULL, cmd_compare, "JOB JOB...", "final clean and robust accuracies side by side"},
     {"export", NULL, cmd_export, "JOB [--checkpoint latest|best|EPOCH] -o FILE.safetensors",
      "write a checkpoint's weights as safetensors"},
+    {"images", NULL, cmd_images,
+     "JOB (--adversarial | --saliency | --smoothgrad | --ig | --corruptions) [-n N]\n"
+     "       [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N] -o DIR",
+     "draw PNG pictures of JOB's model at work into DIR (with index.tsv); given an eval\n"
+     "       job and no kind, fetch the pictures it drew"},
     {"ping", NULL, cmd_ping, "", "check that advd answers"},
     {"version", NULL, cmd_version, "", "versions of advctl and advd"},
     {"help", NULL, cmd_help, "[COMMAND]", "this help, or a command's"},

@@ -254,10 +254,21 @@ static void on_progress(follow_state *f, const json_t *ev)
     }
 }
 
+/* 1 when ev is a state event of a final state (*outcome: the exit status
+ * for it), else 0. */
+static int final_event(const json_t *ev, int *outcome)
+{
+    adv_job_state st;
+    if (strcmp(str(ev, "event"), "state") || adv_job_state_parse(str(ev, "state"), &st) ||
+        !adv_job_state_final(st))
+        return 0;
+    *outcome = st == ADV_STATE_SUCCEEDED ? ADVCTL_OK : ADVCTL_FAILED;
+    return 1;
+}
+
 /* A state event: 1 when final (with *outcome), 0 otherwise. */
 static int on_state(follow_state *f, int64_t job, const json_t *ev, int *outcome)
 {
-    adv_job_state st;
     const char *name = str(ev, "state");
     if (f->shown)
         printf("\n");
@@ -267,10 +278,7 @@ static int on_state(follow_state *f, int64_t job, const json_t *ev, int *outcome
     else
         printf("job %lld %s\n", (long long)job, name);
     fflush(stdout);
-    if (adv_job_state_parse(name, &st) || !adv_job_state_final(st))
-        return 0;
-    *outcome = st == ADV_STATE_SUCCEEDED ? ADVCTL_OK : ADVCTL_FAILED;
-    return 1;
+    return final_event(ev, outcome);
 }
 
 static int epochs_of(ctl *c, int64_t job)
@@ -299,17 +307,31 @@ int ctl_follow(ctl *c, int64_t job)
         int done = 0;
         if (c->json) {
             ctl_print_json(ev);
-            adv_job_state st;
-            done = !strcmp(str(ev, "event"), "state") &&
-                   adv_job_state_parse(str(ev, "state"), &st) == 0 && adv_job_state_final(st);
-            if (done)
-                outcome = st == ADV_STATE_SUCCEEDED ? ADVCTL_OK : ADVCTL_FAILED;
+            done = final_event(ev, &outcome);
         } else if (!strcmp(str(ev, "event"), "progress")) {
             on_progress(&f, ev);
             render(&f, job);
         } else if (!strcmp(str(ev, "event"), "state")) {
             done = on_state(&f, job, ev, &outcome);
         }
+        json_decref(ev);
+        if (done)
+            return outcome;
+    }
+    return ADVCTL_UNREACHABLE;
+}
+
+int ctl_wait(ctl *c, int64_t job)
+{
+    json_t *r, *ev;
+    int rc = ctl_call_job(c, "watch", job, &r), outcome;
+    if (rc)
+        return rc;
+    json_decref(r);
+    while ((ev = ctl_next_event(c))) {
+        int done = final_event(ev, &outcome);
+        if (done && outcome != ADVCTL_OK)
+            ctl_error("job %lld %s: %s", (long long)job, str(ev, "state"), str(ev, "error"));
         json_decref(ev);
         if (done)
             return outcome;
@@ -371,6 +393,7 @@ int cmd_results(ctl *c, int argc, char **argv)
         print_warnings(json_object_get(e, "warnings"));
         printf("\n");
     }
+    ctl_print_reports(json_object_get(r, "reports"));
     json_decref(r);
     return 0;
 }
@@ -546,30 +569,44 @@ static void last_metrics(const json_t *metrics, const char *const *keys, int n, 
     }
 }
 
+/* A value as text: a percentage, or a plain number for the ECEs. */
+static void cell(double v, int percent, char *buf, size_t len)
+{
+    if (isnan(v))
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, percent ? "%.1f%%" : "%.3f", percent ? 100 * v : v);
+}
+
 static int compare_one(ctl *c, int64_t job, json_t *all)
 {
     static const char *const keys[] = {"val_clean_acc", "val_robust_acc", "test_clean_acc",
                                        "test_pgd20_acc"};
-    json_t *st, *mx;
+    json_t *st = NULL, *mx = NULL, *res = NULL;
     int rc = ctl_call_job(c, "status", job, &st);
-    if (rc || (rc = ctl_call_job(c, "metrics", job, &mx))) {
-        if (!rc)
-            json_decref(st);
+    if (rc || (rc = ctl_call_job(c, "metrics", job, &mx)) ||
+        (rc = ctl_call_job(c, "results", job, &res))) {
+        json_decref(st);
+        json_decref(mx);
         return rc;
     }
     if (c->json) {
-        json_array_append_new(all, json_pack("{s:O, s:O}", "status", st, "metrics", mx));
+        json_array_append_new(all, json_pack("{s:O, s:O, s:O}", "status", st, "metrics", mx,
+                                             "results", res));
     } else {
-        double v[4];
-        char b[4][16];
+        double v[4 + CTL_SUMMARY];
+        char b[4 + CTL_SUMMARY][16];
         last_metrics(json_object_get(mx, "metrics"), keys, 4, v);
-        for (int k = 0; k < 4; k++)
-            snprintf(b[k], sizeof b[k], isnan(v[k]) ? "-" : "%.1f%%", 100 * v[k]);
-        printf("%-6lld %-10s %9s %10s %10s %11s  %s\n", (long long)job, str(st, "state"), b[0],
-               b[1], b[2], b[3], str(st, "name"));
+        ctl_report_summary(json_object_get(res, "reports"), v + 4);
+        for (int k = 0; k < 4 + CTL_SUMMARY; k++)
+            cell(v[k], k != 5 && k != 6, b[k], sizeof b[k]);
+        printf("%-6lld %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s  %s\n", (long long)job,
+               str(st, "state"), b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8],
+               str(st, "name"));
     }
     json_decref(st);
     json_decref(mx);
+    json_decref(res);
     return 0;
 }
 
@@ -583,8 +620,9 @@ int cmd_compare(ctl *c, int argc, char **argv)
             return ctl_usage("compare", "invalid JOB '%s': expected a job id", argv[i]);
     json_t *all = json_array();
     if (!c->json)
-        printf("%-6s %-10s %9s %10s %10s %11s  %s\n", "JOB", "STATE", "VAL_CLEAN", "VAL_ROBUST",
-               "TEST_CLEAN", "TEST_PGD20", "NAME");
+        printf("%-6s %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s  %s\n", "JOB", "STATE",
+               "VAL_CLEAN", "VAL_ROBUST", "TEST_CLEAN", "TEST_PGD20", "CORRUPT", "ECE", "ECE_T",
+               "EXPL_RAND", "EXPL_ADV", "NAME");
     int rc = 0;
     for (int i = 1; i < argc && !rc; i++) {
         ctl_parse_job(argv[i], &job);

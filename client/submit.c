@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { T_INT, T_FLOAT, T_STR } flag_type;
+/* T_TRUE / T_FALSE: a switch that takes no value and sets the key. */
+typedef enum { T_INT, T_FLOAT, T_STR, T_TRUE, T_FALSE } flag_type;
 
 typedef struct {
     const char *flag, *key;
@@ -29,6 +30,7 @@ static const flag train_flags[] = {
     {"--alpha", "alpha", T_FLOAT},       {"--steps", "steps", T_INT},
     {"--norm", "norm", T_STR},           {"--trades-beta", "trades_beta", T_FLOAT},
     {"--train-limit", "train_limit", T_INT}, {"--val-size", "val_size", T_INT},
+    {"--val-robust-size", "val_robust_size", T_INT},
     {"--seed", "seed", T_INT},           {"--priority", "priority", T_INT},
     {"--checkpoint-every", "checkpoint_every", T_INT},
     {NULL, NULL, T_INT},
@@ -42,6 +44,15 @@ static const flag eval_flags[] = {
     {"--loss", "loss", T_STR},         {"--queries", "queries", T_INT},
     {"--targets", "targets", T_INT},   {"--limit", "limit", T_INT},
     {"--seed", "seed", T_INT},
+    {"--no-sanity", "sanity", T_FALSE},
+    {"--no-calibration", "calibration", T_FALSE},
+    {"--corruptions", "corruptions", T_TRUE},
+    {"--explain", "explain", T_TRUE},
+    {"--explain-limit", "explain_limit", T_INT},
+    {"--smoothgrad-samples", "smoothgrad_samples", T_INT},
+    {"--smoothgrad-sigma", "smoothgrad_sigma", T_FLOAT},
+    {"--ig-steps", "ig_steps", T_INT},
+    {"--fragility-eps", "fragility_eps", T_FLOAT},
     {NULL, NULL, T_INT},
 };
 
@@ -71,6 +82,9 @@ static json_t *flag_value(const char *cmd, const flag *f, const char *s)
         return NULL;
     case T_STR:
         return json_string(s);
+    case T_TRUE:
+    case T_FALSE:
+        return json_boolean(f->type == T_TRUE);
     }
     return NULL;
 }
@@ -82,7 +96,8 @@ static int apply_flag(const char *cmd, const flag *t, int argc, char **argv, int
     const flag *f = find_flag(t, argv[*i]);
     if (!f)
         return 1;
-    const char *s = ctl_optarg(cmd, argc, argv, i);
+    const int is_switch = f->type == T_TRUE || f->type == T_FALSE;
+    const char *s = is_switch ? "" : ctl_optarg(cmd, argc, argv, i);
     json_t *v = s ? flag_value(cmd, f, s) : NULL;
     if (!v)
         return ADVCTL_USAGE;
@@ -108,8 +123,7 @@ static void absolute_dataset(json_t *spec)
     json_object_set_new(spec, "dataset", json_string(out));
 }
 
-/* Validate with the daemon's code; print the message naming the field. */
-static int validate(const char *cmd, const json_t *spec)
+int ctl_validate_spec(const char *cmd, const json_t *spec)
 {
     adv_jobspec *s = malloc(sizeof *s);
     adv_error e;
@@ -124,14 +138,28 @@ static int validate(const char *cmd, const json_t *spec)
     return 0;
 }
 
-/* Submit spec (stolen); print the job id; follow it with wait. */
-static int send_spec(ctl *c, json_t *spec, int wait)
+int ctl_submit_spec(ctl *c, json_t *spec, int64_t *job, json_t **result)
 {
     json_t *r;
     int rc = ctl_call(c, "submit", json_pack("{s:o}", "spec", spec), &r);
     if (rc)
         return rc;
-    int64_t job = json_integer_value(json_object_get(r, "job"));
+    *job = json_integer_value(json_object_get(r, "job"));
+    if (result)
+        *result = r;
+    else
+        json_decref(r);
+    return 0;
+}
+
+/* Submit spec (stolen); print the job id; follow it with wait. */
+static int send_spec(ctl *c, json_t *spec, int wait)
+{
+    json_t *r;
+    int64_t job;
+    int rc = ctl_submit_spec(c, spec, &job, &r);
+    if (rc)
+        return rc;
     if (c->json)
         ctl_print_json(r);
     else
@@ -192,7 +220,7 @@ int cmd_submit(ctl *c, int argc, char **argv)
     if (rc)
         return rc;
     absolute_dataset(spec);
-    if ((rc = validate("submit", spec))) {
+    if ((rc = ctl_validate_spec("submit", spec))) {
         json_decref(spec);
         return rc;
     }
@@ -239,8 +267,6 @@ static int eval_arg(int argc, char **argv, int *i, json_t *spec, int *wait, int 
     int64_t job;
     if (!strcmp(a, "--wait"))
         return *wait = 1, 0;
-    if (!strcmp(a, "--no-sanity"))
-        return json_object_set_new(spec, "sanity", json_false()), 0;
     if (!strcmp(a, "--eps"))
         return (v = ctl_optarg("eval", argc, argv, i)) ? parse_eps(v, spec) : ADVCTL_USAGE;
     if (!strcmp(a, "--checkpoint"))
@@ -265,7 +291,7 @@ int cmd_eval(ctl *c, int argc, char **argv)
     if (!rc && !json_object_get(spec, "attack") && !json_object_get(spec, "suite"))
         rc = ctl_usage("eval", "give --attack NAME or --suite NAME");
     if (!rc)
-        rc = validate("eval", spec);
+        rc = ctl_validate_spec("eval", spec);
     if (rc) {
         json_decref(spec);
         return rc;

@@ -10,18 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-int core_canvas_init(core_canvas *cv, int rows, int cols, int th, int tw, char *err)
+int core_canvas_init(core_canvas *cv, int rows, int cols, int th, int tw, int zoom, char *err)
 {
     memset(cv, 0, sizeof *cv);
-    if (rows < 1 || cols < 1 || th < 1 || tw < 1 || rows > 4096 || cols > 4096 || th > 4096 ||
-        tw > 4096)
-        return core_errf(err, "invalid canvas of %dx%d tiles of %dx%d", rows, cols, th, tw);
+    if (rows < 1 || cols < 1 || th < 1 || tw < 1 || zoom < 1 || zoom > 16 ||
+        (double)rows * th * zoom > 16384 || (double)cols * tw * zoom > 16384)
+        return core_errf(err, "invalid canvas of %dx%d tiles of %dx%d at zoom %d", rows, cols, th,
+                         tw, zoom);
     cv->rows = rows;
     cv->cols = cols;
     cv->th = th;
     cv->tw = tw;
-    cv->w = cols * tw + (cols + 1) * CORE_IMAGE_GUTTER;
-    cv->h = rows * th + (rows + 1) * CORE_IMAGE_GUTTER;
+    cv->zoom = zoom;
+    cv->w = cols * tw * zoom + (cols + 1) * CORE_IMAGE_GUTTER;
+    cv->h = rows * th * zoom + (rows + 1) * CORE_IMAGE_GUTTER;
     cv->rgb = malloc((size_t)cv->w * cv->h * 3);
     if (!cv->rgb)
         return core_errf(err, "out of memory for a %dx%d image", cv->w, cv->h);
@@ -41,12 +43,15 @@ static uint8_t byte_of(float v)
     return (uint8_t)(v * 255.0f + 0.5f);
 }
 
-/* The first byte of pixel (y, x) of tile (r, c). */
-static uint8_t *tile_pixel(core_canvas *cv, int r, int c, int y, int x)
+/* Paint source pixel (y, x) of tile (r, c): a zoom x zoom block. */
+static void put_pixel(core_canvas *cv, int r, int c, int y, int x, const uint8_t rgb[3])
 {
-    int py = CORE_IMAGE_GUTTER + r * (cv->th + CORE_IMAGE_GUTTER) + y;
-    int px = CORE_IMAGE_GUTTER + c * (cv->tw + CORE_IMAGE_GUTTER) + x;
-    return cv->rgb + ((size_t)py * cv->w + px) * 3;
+    const int z = cv->zoom;
+    int py = CORE_IMAGE_GUTTER + r * (cv->th * z + CORE_IMAGE_GUTTER) + y * z;
+    int px = CORE_IMAGE_GUTTER + c * (cv->tw * z + CORE_IMAGE_GUTTER) + x * z;
+    for (int i = 0; i < z; i++)
+        for (int j = 0; j < z; j++)
+            memcpy(cv->rgb + ((size_t)(py + i) * cv->w + px + j) * 3, rgb, 3);
 }
 
 void core_canvas_image(core_canvas *cv, int r, int c, const float *x, core_shape s)
@@ -54,9 +59,10 @@ void core_canvas_image(core_canvas *cv, int r, int c, const float *x, core_shape
     const size_t plane = (size_t)s.h * s.w;
     for (int y = 0; y < s.h && y < cv->th; y++)
         for (int xx = 0; xx < s.w && xx < cv->tw; xx++) {
-            uint8_t *p = tile_pixel(cv, r, c, y, xx);
+            uint8_t p[3];
             for (int k = 0; k < 3; k++)
                 p[k] = byte_of(x[(s.c == 3 ? k : 0) * plane + (size_t)y * s.w + xx]);
+            put_pixel(cv, r, c, y, xx, p);
         }
 }
 
@@ -73,8 +79,11 @@ void core_canvas_heat(core_canvas *cv, int r, int c, const float *map, int h, in
     for (int i = 0; i < h * w; i++)
         mx = map[i] > mx ? map[i] : mx;
     for (int y = 0; y < h && y < cv->th; y++)
-        for (int x = 0; x < w && x < cv->tw; x++)
-            core_colormap_hot(mx > 0.0f ? map[y * w + x] / mx : 0.0f, tile_pixel(cv, r, c, y, x));
+        for (int x = 0; x < w && x < cv->tw; x++) {
+            uint8_t p[3];
+            core_colormap_hot(mx > 0.0f ? map[y * w + x] / mx : 0.0f, p);
+            put_pixel(cv, r, c, y, x, p);
+        }
 }
 
 /* ------------------------------------------------------------ encoding */

@@ -2,7 +2,9 @@
  * image.h - pictures for people: a canvas of RGB tiles (inputs, heat maps,
  * perturbations) encoded as PNG in memory with libpng.
  *
- * A canvas is a grid of equal tiles with a 2-pixel white gutter; tiles
+ * A canvas is a grid of equal tiles with a 2-pixel white gutter, each
+ * source pixel drawn as a zoom x zoom block (small images are hard to see
+ * at their own size); tiles
  * hold one example (C x H x W floats in [0, 1], gray or RGB), a heat map
  * (H x W, drawn with the "hot" colour map black -> red -> yellow -> white,
  * scaled so that its largest value is white), or a colour-bar legend.
@@ -16,12 +18,13 @@
 
 typedef struct {
     int rows, cols;        /* tiles */
-    int th, tw;            /* tile size, pixels */
+    int th, tw;            /* tile size, source pixels */
+    int zoom;              /* canvas pixels per source pixel, each way */
     int w, h;              /* canvas size, pixels */
     uint8_t *rgb;          /* h x w x 3 */
 } core_canvas;
 
-int core_canvas_init(core_canvas *cv, int rows, int cols, int th, int tw, char *err);
+int core_canvas_init(core_canvas *cv, int rows, int cols, int th, int tw, int zoom, char *err);
 void core_canvas_free(core_canvas *cv);
 
 /* Draw an example (values clipped to [0, 1]) into tile (r, c). */

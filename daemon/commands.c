@@ -1,7 +1,7 @@
 /*
  * commands.c - the answer to each request of the wire protocol (proto.h):
  * submit list status cancel metrics results checkpoints export watch ping
- * version. Requests arrive parsed and type-checked by adv_request_parse;
+ * version images. Requests arrive parsed and type-checked by adv_request_parse;
  * every handler answers exactly once, through advd_client_send.
  *
  * Results:
@@ -12,7 +12,11 @@
  *                job answers "running" with "cancelling": true and ends
  *                "cancelled" once its worker stopped (watch it)
  *   metrics      {"job", "metrics": [{"key","step","epoch","value","time"}]}
- *   results      {"job", "results": [evaluation...]}
+ *   results      {"job", "results": [evaluation...], "reports": [{"job",
+ *                "kind", "data", "created"}...]} (reports: calibration,
+ *                corruptions and explanations of the eval jobs; extras.c)
+ *   images       {"job", "images": [{"name", "size", "data" (base64)}]}:
+ *                the pictures an eval job drew (PNG files and index.tsv)
  *   checkpoints  {"job", "checkpoints": [{"id","epoch","step",...}]}
  *   export       {"job","checkpoint","epoch","step","size","checksum"} plus
  *                "data" (base64) or "path" (written there, mode 0600, through
@@ -232,6 +236,14 @@ static json_t *eval_json(const adv_eval *ev)
     return o;
 }
 
+/* A stored report with its data as an object. */
+static json_t *report_json(const adv_report *r)
+{
+    json_t *data = json_loads(r->data, 0, NULL);
+    return json_pack("{s:I, s:s, s:o, s:f}", "job", (json_int_t)r->job, "kind", r->kind, "data",
+                     data ? data : json_object(), "created", r->created);
+}
+
 static void cmd_results(const call *k)
 {
     adv_job j;
@@ -242,11 +254,46 @@ static void cmd_results(const call *k)
     char err[CORE_ERRLEN];
     int rc = adv_store_eval_list(k->d->store, j.id, &ev, &n, err);
     if (rc == 0) {
-        json_t *a = json_array();
+        json_t *a = json_array(), *reports = json_array();
         for (int i = 0; i < n; i++)
             json_array_append_new(a, eval_json(&ev[i]));
         adv_evals_free(ev, n);
-        reply(k, json_pack("{s:I, s:o}", "job", (json_int_t)j.id, "results", a));
+        adv_report *r;
+        if ((rc = adv_store_report_list(k->d->store, j.id, &r, &n, err)) == 0) {
+            for (int i = 0; i < n; i++)
+                json_array_append_new(reports, report_json(&r[i]));
+            adv_reports_free(r, n);
+            reply(k, json_pack("{s:I, s:o, s:o}", "job", (json_int_t)j.id, "results", a,
+                               "reports", reports));
+        } else {
+            json_decref(a);
+            json_decref(reports);
+        }
+    }
+    if (rc)
+        fail_store(k, rc, err);
+    adv_job_clear(&j);
+}
+
+static void cmd_images(const call *k)
+{
+    adv_job j;
+    if (get_job(k, &j))
+        return;
+    adv_image *im;
+    int n;
+    char err[CORE_ERRLEN];
+    int rc = adv_store_image_list(k->d->store, j.id, &im, &n, err);
+    if (rc == 0) {
+        json_t *a = json_array();
+        for (int i = 0; i < n; i++) {
+            char *b64 = adv_base64_encode(im[i].data, im[i].size, NULL);
+            json_array_append_new(a, json_pack("{s:s, s:I, s:s?}", "name", im[i].name, "size",
+                                               (json_int_t)im[i].size, "data", b64));
+            free(b64);
+        }
+        adv_images_free(im, n);
+        reply(k, json_pack("{s:I, s:o}", "job", (json_int_t)j.id, "images", a));
     } else {
         fail_store(k, rc, err);
     }
@@ -439,7 +486,7 @@ void advd_command(advd *d, advd_client *c, const adv_request *req)
         [ADV_CMD_METRICS] = cmd_metrics, [ADV_CMD_RESULTS] = cmd_results,
         [ADV_CMD_CHECKPOINTS] = cmd_checkpoints, [ADV_CMD_EXPORT] = cmd_export,
         [ADV_CMD_WATCH] = cmd_watch,     [ADV_CMD_PING] = cmd_ping,
-        [ADV_CMD_VERSION] = cmd_version,
+        [ADV_CMD_VERSION] = cmd_version, [ADV_CMD_IMAGES] = cmd_images,
     };
     call k = {d, c, req};
     if ((unsigned)req->cmd < ADV_NCMDS && handlers[req->cmd])

@@ -216,6 +216,36 @@ static void msg_eval(advd_worker *w, json_t *m)
     free(ev.survival);
 }
 
+/* {"type":"report","kind":K,"data":{...}}: calibration, corruptions or
+ * explanations of an evaluation. */
+static void msg_report(advd_worker *w, json_t *m)
+{
+    char err[CORE_ERRLEN];
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    char *data = json_dumps(json_object_get(m, "data"), ADV_JSON_FLAGS);
+    if (!kind || !data || adv_store_report_put(w->d->store, w->job, kind, data, err))
+        advd_log(w->d, "job %lld: cannot store a report: %s", (long long)w->job,
+                 kind && data ? err : "no kind or data");
+    free(data);
+}
+
+/* {"type":"image","name":N,"data":"<base64>"}: a picture (or its index). */
+static void msg_image(advd_worker *w, json_t *m)
+{
+    adv_error e;
+    char err[CORE_ERRLEN];
+    const char *name = json_string_value(json_object_get(m, "name"));
+    const json_t *b64 = json_object_get(m, "data");
+    uint8_t *data = NULL;
+    size_t n = 0;
+    if (!name || !json_is_string(b64) ||
+        adv_base64_decode(json_string_value(b64), json_string_length(b64), &data, &n, &e))
+        advd_log(w->d, "job %lld: unreadable image from the worker", (long long)w->job);
+    else if (adv_store_image_put(w->d->store, w->job, name, data, n, err))
+        advd_log(w->d, "job %lld: cannot store an image: %s", (long long)w->job, err);
+    free(data);
+}
+
 static void worker_message(advd_worker *w, const char *line, size_t len)
 {
     json_t *m = json_loadb(line, len, 0, NULL);
@@ -230,6 +260,10 @@ static void worker_message(advd_worker *w, const char *line, size_t len)
         msg_checkpoint(w, m);
     else if (!strcmp(type, "eval"))
         msg_eval(w, m);
+    else if (!strcmp(type, "report"))
+        msg_report(w, m);
+    else if (!strcmp(type, "image"))
+        msg_image(w, m);
     else if (!strcmp(type, "done")) {
         const char *s = json_string_value(json_object_get(m, "status"));
         w->done = s && !strcmp(s, "succeeded") ? DONE_SUCCEEDED : DONE_STOPPED;

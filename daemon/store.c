@@ -13,6 +13,11 @@
  *   evaluations(id, job -> jobs, checkpoint -> checkpoints (SET NULL when
  *        pruned), epoch, step, spec JSON, eps, n, clean_acc, robust_acc,
  *        survival BLOB (n bytes), warnings JSON array, created)
+ * Version 2 adds what an evaluation finds beyond adversarial accuracy:
+ *   reports(id, job -> jobs, kind calibration|corruptions|explanations,
+ *        data JSON object, created; UNIQUE (job, kind))
+ *   images(job -> jobs, name, data BLOB (a PNG or a text index), created;
+ *        PRIMARY KEY (job, name))
  * A later version is one more entry in migrations[]: the SQL that takes
  * version i to i + 1, run in the same transaction as the user_version bump.
  */
@@ -80,6 +85,20 @@ static const char *const migrations[] = {
     "  warnings TEXT NOT NULL DEFAULT '[]',"
     "  created REAL NOT NULL);"
     "CREATE INDEX evaluations_job ON evaluations (job);",
+    /* 1 -> 2 */
+    "CREATE TABLE reports ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('calibration', 'corruptions', 'explanations')),"
+    "  data TEXT NOT NULL,"
+    "  created REAL NOT NULL,"
+    "  UNIQUE (job, kind));"
+    "CREATE TABLE images ("
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  data BLOB NOT NULL,"
+    "  created REAL NOT NULL,"
+    "  PRIMARY KEY (job, name)) WITHOUT ROWID;",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
                "one migration per schema version");
@@ -106,6 +125,7 @@ enum {
     S_CKPT_PUT, S_CKPT_PRUNE, S_CKPT_LATEST, S_CKPT_BEST, S_CKPT_EPOCH, S_CKPT_LIST,
     S_METRIC_PUT, S_METRIC_GET,
     S_EVAL_CKPT, S_EVAL_PUT, S_EVAL_LIST,
+    S_REPORT_PUT, S_REPORT_LIST, S_IMAGE_PUT, S_IMAGE_LIST,
     S_COUNT
 };
 
@@ -162,6 +182,15 @@ static const char *const sql[S_COUNT] = {
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_EVAL_LIST] = "SELECT " EVAL_COLS " FROM evaluations WHERE job = ?1 OR job IN"
                     " (SELECT id FROM jobs WHERE parent = ?1) ORDER BY id",
+    [S_REPORT_PUT] = "INSERT INTO reports (job, kind, data, created) VALUES (?1, ?2, ?3, ?4)"
+                     " ON CONFLICT (job, kind) DO UPDATE SET data = excluded.data,"
+                     " created = excluded.created",
+    [S_REPORT_LIST] = "SELECT id, job, kind, data, created FROM reports WHERE job = ?1 OR job IN"
+                      " (SELECT id FROM jobs WHERE parent = ?1) ORDER BY job, id",
+    [S_IMAGE_PUT] = "INSERT INTO images (job, name, data, created) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT (job, name) DO UPDATE SET data = excluded.data,"
+                    " created = excluded.created",
+    [S_IMAGE_LIST] = "SELECT name, data FROM images WHERE job = ?1 ORDER BY name",
 };
 
 struct adv_store {
@@ -976,5 +1005,128 @@ int adv_store_eval_list(adv_store *st, int64_t job, adv_eval **out, int *n, char
         return -1;
     sqlite3_bind_int64(s, 1, job);
     return collect(st, s, sizeof(adv_eval), read_eval, free_evals_v, "list evaluations",
+                   (void **)out, n, err);
+}
+
+/* --------------------------------------------------- reports and images */
+
+static const char *const report_kinds[] = {"calibration", "corruptions", "explanations"};
+
+int adv_store_report_put(adv_store *st, int64_t job, const char *kind, const char *data,
+                         char *err)
+{
+    int known = 0;
+    for (int i = 0; i < 3; i++)
+        known |= strcmp(kind, report_kinds[i]) == 0;
+    if (!known)
+        return core_errf(err, "unknown report kind '%.40s'", kind);
+    json_error_t jerr;
+    json_t *v = json_loads(data, 0, &jerr);
+    int ok = json_is_object(v);
+    json_decref(v);
+    if (!ok)
+        return core_errf(err, "invalid '%s' report (expected a JSON object)", kind);
+    int rc = job_exists(st, job, NULL, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = prep(st, S_REPORT_PUT, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, data, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 4, now());
+    return run(st, s, "store a report", err);
+}
+
+void adv_reports_free(adv_report *r, int n)
+{
+    for (int i = 0; r && i < n; i++)
+        free(r[i].data);
+    free(r);
+}
+
+static int read_report(sqlite3_stmt *s, void *item, char *err)
+{
+    adv_report *r = item;
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(s, 0);
+    r->job = sqlite3_column_int64(s, 1);
+    snprintf(r->kind, sizeof r->kind, "%s", (const char *)sqlite3_column_text(s, 2));
+    r->data = dup_text(s, 3);
+    r->created = sqlite3_column_double(s, 4);
+    return r->data ? 0 : core_errf(err, "out of memory");
+}
+
+static void free_reports_v(void *p, int n)
+{
+    adv_reports_free(p, n);
+}
+
+int adv_store_report_list(adv_store *st, int64_t job, adv_report **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_REPORT_LIST, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    return collect(st, s, sizeof(adv_report), read_report, free_reports_v, "list reports",
+                   (void **)out, n, err);
+}
+
+int adv_store_image_put(adv_store *st, int64_t job, const char *name, const uint8_t *data,
+                        size_t size, char *err)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len >= ADV_IMAGE_NAME || strchr(name, '/') || name[0] == '.')
+        return core_errf(err, "invalid image name '%.40s'", name);
+    int rc = job_exists(st, job, NULL, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = prep(st, S_IMAGE_PUT, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(s, 3, data, size, SQLITE_STATIC);
+    sqlite3_bind_double(s, 4, now());
+    return run(st, s, "store an image", err);
+}
+
+void adv_images_free(adv_image *im, int n)
+{
+    for (int i = 0; im && i < n; i++)
+        free(im[i].data);
+    free(im);
+}
+
+static int read_image(sqlite3_stmt *s, void *item, char *err)
+{
+    adv_image *im = item;
+    memset(im, 0, sizeof *im);
+    snprintf(im->name, sizeof im->name, "%s", (const char *)sqlite3_column_text(s, 0));
+    im->size = (size_t)sqlite3_column_bytes(s, 1);
+    im->data = malloc(im->size ? im->size : 1);
+    if (!im->data)
+        return core_errf(err, "out of memory");
+    memcpy(im->data, sqlite3_column_blob(s, 1), im->size);
+    return 0;
+}
+
+static void free_images_v(void *p, int n)
+{
+    adv_images_free(p, n);
+}
+
+int adv_store_image_list(adv_store *st, int64_t job, adv_image **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, S_IMAGE_LIST, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    return collect(st, s, sizeof(adv_image), read_image, free_images_v, "list images",
                    (void **)out, n, err);
 }

@@ -23,7 +23,7 @@
 #include "core/common.h"
 #include "proto/proto.h"
 
-#define ADV_STORE_SCHEMA 1   /* PRAGMA user_version this code writes */
+#define ADV_STORE_SCHEMA 2   /* PRAGMA user_version this code writes */
 
 enum {
     ADV_STORE_OK = 0,
@@ -176,5 +176,37 @@ int adv_store_eval_put(adv_store *st, const adv_eval *ev, int64_t *id, char *err
 /* The evaluations a job ran and those of the eval jobs on its
  * checkpoints, oldest first. */
 int adv_store_eval_list(adv_store *st, int64_t job, adv_eval **out, int *n, char *err);
+
+/* --------------------------------------------------- reports and images */
+
+/* What an evaluation job found beyond adversarial accuracy: one JSON
+ * object per (job, kind), kind "calibration", "corruptions" or
+ * "explanations"; putting one again replaces it (a retried job). */
+typedef struct {
+    int64_t id, job;
+    char kind[16];
+    char *data;                 /* JSON object */
+    double created;
+} adv_report;
+
+int adv_store_report_put(adv_store *st, int64_t job, const char *kind, const char *data,
+                         char *err);
+/* The reports of a job and of the eval jobs on its checkpoints, by job. */
+int adv_store_report_list(adv_store *st, int64_t job, adv_report **out, int *n, char *err);
+void adv_reports_free(adv_report *r, int n);
+
+/* Pictures an evaluation drew (PNG files and their text index), by name:
+ * a plain file name, no '/', not starting with '.'. */
+#define ADV_IMAGE_NAME 64
+typedef struct {
+    char name[ADV_IMAGE_NAME];
+    uint8_t *data;
+    size_t size;
+} adv_image;
+
+int adv_store_image_put(adv_store *st, int64_t job, const char *name, const uint8_t *data,
+                        size_t size, char *err);
+int adv_store_image_list(adv_store *st, int64_t job, adv_image **out, int *n, char *err);
+void adv_images_free(adv_image *im, int n);
 
 #endif

@@ -35,7 +35,9 @@
  * training) on the test split (the daemon's final_eval_limit images, 0:
  * all), recorded as an evaluation and as test_clean_acc / test_pgd20_acc.
  * Evaluation: the checkpoint's model, the attack or suite at each eps on
- * the first `limit` test images, the sanity probes and checks when asked.
+ * the first `limit` test images, the sanity probes and checks when asked,
+ * then calibration, corruptions, explanations and pictures (extras.c),
+ * sent as "report" and "image" messages (see extras.h).
  */
 #define _GNU_SOURCE
 #include "advd.h"
@@ -50,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/extras.h"
 #include "core/gemm.h"
 #include "core/rng.h"
 #include "core/sanity.h"
@@ -473,6 +476,30 @@ static void send_eval_row(worker *w, eval_run *r, int i, double clean, double ac
     free(surv);
 }
 
+static void extras_send(void *ctx, json_t *msg)
+{
+    send_msg(ctx, msg);
+}
+
+static int extras_stop(void *ctx)
+{
+    return should_stop(ctx);
+}
+
+/* Calibration, corruptions, explanations and pictures, as asked. */
+static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
+{
+    const adv_eval_spec *es = &w->spec->eval;
+    const advd_extras x = {.m = r->m, .ws = r->ws, .te = &r->te, .x = r->x, .y = r->y, .n = r->n,
+                           .batch = r->batch, .es = es, .parent = parent, .send = extras_send,
+                           .stop = extras_stop, .ctx = w, .err = w->err};
+    if ((es->calibration && advd_extras_calibration(&x)) ||
+        (es->corruptions && advd_extras_corruptions(&x)) ||
+        (es->explain && advd_extras_explanations(&x)))
+        return -1;
+    return advd_extras_images(&x);
+}
+
 static int run_eval(worker *w, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
@@ -512,6 +539,8 @@ static int run_eval(worker *w, const adv_jobspec *parent)
         send_eval_row(w, &r, i, clean.clean_acc, acc[i], warnings);
     }
     json_decref(warnings);
+    if (run_extras(w, &r, parent))
+        goto out;
     send_msg(w, json_pack("{s:s, s:s}", "type", "done", "status", "succeeded"));
     rc = 0;
 out:

@@ -6,6 +6,8 @@
 
 #include "proto.h"
 
+#include "core/explain.h"
+
 /* Replace control characters and invalid UTF-8 in s with '?'. */
 void adv_proto_sanitize(char *s);
 

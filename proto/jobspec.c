@@ -55,13 +55,17 @@ static const char *const loss_names[] = {"ce", "cw", "dlr"};
 static int list_parse(const char *s, const char *const *names, int n, const char *what,
                       int *out, char *err)
 {
-    for (int i = 0; i < n; i++)
+    char expected[160] = "";
+    for (int i = 0; i < n; i++) {
         if (strcmp(s, names[i]) == 0) {
             *out = i;
             return 0;
         }
-    return core_errf(err, "unknown %s '%.40s' (expected %s)", what, s,
-                     n == 2 ? "linf or l2" : "ce, cw or dlr");
+        size_t len = strlen(expected);
+        snprintf(expected + len, sizeof expected - len, "%s%s", names[i],
+                 i + 2 < n ? ", " : i + 2 == n ? " or " : "");
+    }
+    return core_errf(err, "unknown %s '%.40s' (expected %s)", what, s, expected);
 }
 
 static int norm_parse(const char *s, int *out, char *err)
@@ -86,6 +90,22 @@ static const char *loss_name(int v)
 
 static const enum_ops norm_ops = {norm_parse, norm_name};
 static const enum_ops loss_ops = {loss_parse, loss_name};
+
+/* What an evaluation draws for `advctl images` (adv_images_kind order). */
+static const char *const images_names[ADV_NIMAGES] = {
+    "none", "adversarial", "saliency", "smoothgrad", "ig", "corruptions"};
+
+int adv_images_kind_parse(const char *s, int *out, char *err)
+{
+    return list_parse(s, images_names, ADV_NIMAGES, "images", out, err);
+}
+
+const char *adv_images_kind_name(int v)
+{
+    return (unsigned)v < ADV_NIMAGES ? images_names[v] : "none";
+}
+
+static const enum_ops images_ops = {adv_images_kind_parse, adv_images_kind_name};
 
 /* ------------------------------------------------------------ the tables */
 
@@ -165,6 +185,16 @@ static const field eval_fields[] = {
     {"limit", F_INT, OFF(eval.limit), 1, 10000000, 0, NULL},
     {"sanity", F_BOOL, OFF(eval.sanity), 0, 0, 0, NULL},
     {"seed", F_I64, OFF(eval.seed), 0, I64_MAX, 0, NULL},
+    {"calibration", F_BOOL, OFF(eval.calibration), 0, 0, 0, NULL},
+    {"corruptions", F_BOOL, OFF(eval.corruptions), 0, 0, 0, NULL},
+    {"explain", F_BOOL, OFF(eval.explain), 0, 0, 0, NULL},
+    {"explain_limit", F_INT, OFF(eval.explain_limit), 1, 100000, 0, NULL},
+    {"smoothgrad_samples", F_INT, OFF(eval.smoothgrad_samples), 1, 10000, 0, NULL},
+    {"smoothgrad_sigma", F_FLOAT, OFF(eval.smoothgrad_sigma), 0, 1, 0, NULL},
+    {"ig_steps", F_INT, OFF(eval.ig_steps), 1, 100000, 0, NULL},
+    {"fragility_eps", F_FLOAT, OFF(eval.fragility_eps), 0, 1, 0, NULL},
+    {"images", F_ENUM, OFF(eval.images), 0, 0, 0, &images_ops},
+    {"images_n", F_INT, OFF(eval.images_n), 1, ADV_IMAGES_MAX, 0, NULL},
 };
 
 #define NFIELDS(t) ((int)(sizeof(t) / sizeof((t)[0])))
@@ -554,6 +584,15 @@ static void defaults(adv_jobspec *s)
         ev->attack = core_attack_defaults(CORE_ATTACK_PGD, ev->eps[0]);
         ev->limit = 1000;
         ev->sanity = 1;
+        ev->calibration = 1;
+        core_explain_cfg sg = core_explain_defaults(CORE_EXPLAIN_SMOOTHGRAD);
+        ev->explain_limit = 256;
+        ev->smoothgrad_samples = sg.samples;
+        ev->smoothgrad_sigma = sg.sigma;
+        ev->ig_steps = sg.steps;
+        ev->fragility_eps = core_fragility_defaults().eps;
+        ev->images = ADV_IMAGES_NONE;
+        ev->images_n = 16;
     }
 }
 

@@ -17,7 +17,7 @@ static const char *const state_names[ADV_NSTATES] = {
 };
 static const char *const cmd_names[ADV_NCMDS] = {
     "submit", "list", "status", "cancel", "metrics", "results",
-    "checkpoints", "export", "watch", "ping", "version",
+    "checkpoints", "export", "watch", "ping", "version", "images",
 };
 
 static int lookup(const char *s, const char *const *names, int n)
@@ -151,6 +151,7 @@ static const arg_def cmd_args[ADV_NCMDS][MAX_ARGS] = {
     [ADV_CMD_CHECKPOINTS] = {{"job", A_JOB, 1}},
     [ADV_CMD_EXPORT] = {{"job", A_JOB, 1}, {"checkpoint", A_CKPT, 0}, {"path", A_PATH, 0}},
     [ADV_CMD_WATCH] = {{"job", A_JOB, 1}},
+    [ADV_CMD_IMAGES] = {{"job", A_JOB, 1}},
 };
 
 static int arg_bad(adv_error *e, const char *name, const char *want, const json_t *v)

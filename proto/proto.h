@@ -99,9 +99,10 @@ typedef enum {
     ADV_CMD_EXPORT,
     ADV_CMD_WATCH,
     ADV_CMD_PING,
-    ADV_CMD_VERSION
+    ADV_CMD_VERSION,
+    ADV_CMD_IMAGES
 } adv_cmd;
-#define ADV_NCMDS 11
+#define ADV_NCMDS 12
 
 const char *adv_job_kind_name(adv_job_kind k);     /* "train", "eval" */
 int adv_job_kind_parse(const char *s, adv_job_kind *out);
@@ -249,7 +250,31 @@ typedef struct {
     int limit;                      /* test examples */
     int sanity;                     /* run the false-robustness probes */
     uint64_t seed;
+    /* Beyond adversarial accuracy (core/calib.h, corrupt.h, explain.h). */
+    int calibration;                /* ECE/NLL/Brier, clean and adversarial, and T */
+    int corruptions;                /* every corruption at every severity */
+    int explain;                    /* IG completeness and saliency fragility */
+    int explain_limit;              /* examples explained (of the first `limit`) */
+    int smoothgrad_samples, ig_steps;
+    float smoothgrad_sigma, fragility_eps;
+    int images;                     /* an adv_images_kind */
+    int images_n;                   /* examples drawn */
 } adv_eval_spec;
+
+/* The pictures an evaluation draws for `advctl images`. */
+typedef enum {
+    ADV_IMAGES_NONE,
+    ADV_IMAGES_ADVERSARIAL,   /* clean, adversarial, perturbation */
+    ADV_IMAGES_SALIENCY,      /* input beside its heat map */
+    ADV_IMAGES_SMOOTHGRAD,
+    ADV_IMAGES_IG,
+    ADV_IMAGES_CORRUPTIONS,   /* one example at every severity */
+    ADV_NIMAGES
+} adv_images_kind;
+#define ADV_IMAGES_MAX 256
+
+int adv_images_kind_parse(const char *s, int *out, char *err);
+const char *adv_images_kind_name(int v);
 
 typedef struct {
     adv_job_kind kind;

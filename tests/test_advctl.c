@@ -4,7 +4,9 @@
  * in a fresh temporary directory: every command, --json output parsed and
  * checked, exit codes (2 usage, 3 no daemon, 1 missing or failed job), the
  * default submission, and an export read back tensor by tensor against
- * the checkpoint (core_state_model).
+ * the checkpoint (core_state_model), and an evaluation with calibration,
+ * corruptions and explanations whose pictures are decoded back with
+ * libpng.
  *
  * Jobs are tiny (a 4-channel convolution on 256 Fashion-MNIST images, one
  * thread), as in test_daemon.c.
@@ -22,6 +24,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include <png.h>
 
 #include "core/state.h"
 
@@ -478,6 +482,181 @@ START_TEST(test_train_flow)
 }
 END_TEST
 
+/* ------------------------------------------ beyond adversarial accuracy */
+
+typedef struct {
+    unsigned w, h;
+    uint8_t *rgb;
+} picture;
+
+static picture read_png(const char *dir, const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    png_image img = {.version = PNG_IMAGE_VERSION};
+    ck_assert_msg(png_image_begin_read_from_file(&img, path), "cannot read %s: %s", path,
+                  img.message);
+    img.format = PNG_FORMAT_RGB;
+    picture p = {img.width, img.height, malloc(PNG_IMAGE_SIZE(img))};
+    ck_assert(png_image_finish_read(&img, NULL, p.rgb, 0, NULL));
+    return p;
+}
+
+/* Tiles are 28 x 28 pixels drawn 3x (84), with 2-pixel gutters. */
+#define TILE 84
+#define GRID(n) ((n) * TILE + ((n) + 1) * 2)
+
+static const uint8_t *px(const picture *p, unsigned y, unsigned x)
+{
+    return p->rgb + ((size_t)y * p->w + x) * 3;
+}
+
+/* Tile (r, c) is grey (an input) or a heat map (r >= g >= b, with white at
+ * its hottest pixel). */
+static void check_tile(const picture *p, int r, int c, int heat)
+{
+    int white = 0;
+    for (int y = 0; y < TILE; y++)
+        for (int x = 0; x < TILE; x++) {
+            const uint8_t *q = px(p, 2 + r * (TILE + 2) + y, 2 + c * (TILE + 2) + x);
+            if (heat)
+                ck_assert_msg(q[0] >= q[1] && q[1] >= q[2], "not the hot colour map");
+            else
+                ck_assert_msg(q[0] == q[1] && q[1] == q[2], "an input tile is not grey");
+            white |= q[0] == 255 && q[1] == 255 && q[2] == 255;
+        }
+    if (heat)
+        ck_assert_msg(white, "a heat map without its maximum");
+}
+
+static int count_lines(const char *dir, const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *t = read_text(path);
+    int n = 0;
+    for (char *p = t; *p; p++)
+        n += *p == '\n';
+    free(t);
+    return n;
+}
+
+static void check_reports(const json_t *reports)
+{
+    size_t i;
+    json_t *r;
+    int seen = 0;
+    json_array_foreach(reports, i, r) {
+        const char *kind = json_string_value(json_object_get(r, "kind"));
+        json_t *d = json_object_get(r, "data");
+        if (!strcmp(kind, "calibration")) {
+            double t = json_number_value(json_object_get(d, "temperature"));
+            ck_assert(t >= 0.05 && t <= 20.0);
+            json_t *before = json_object_get(json_object_get(d, "clean"), "before");
+            double ece = json_number_value(json_object_get(before, "ece"));
+            ck_assert(ece >= 0.0 && ece <= 1.0);
+            json_t *bins = json_object_get(before, "bins"), *b;
+            ck_assert_int_eq(json_array_size(bins), 15);
+            long long total = 0;
+            size_t k;
+            json_array_foreach(bins, k, b) total += json_integer_value(json_object_get(b, "count"));
+            ck_assert_int_eq(total, 64);
+            ck_assert_str_eq(json_string_value(json_object_get(d, "fit_on")), "validation");
+            seen |= 1;
+        } else if (!strcmp(kind, "corruptions")) {
+            json_t *list = json_object_get(d, "corruptions"), *c;
+            ck_assert_int_eq(json_array_size(list), 9);
+            size_t k;
+            json_array_foreach(list, k, c) {
+                ck_assert_int_eq(json_array_size(json_object_get(c, "accuracy")), 5);
+                double a = json_number_value(json_array_get(json_object_get(c, "accuracy"), 4));
+                ck_assert(a >= 0.0 && a <= 1.0);
+            }
+            seen |= 2;
+        } else if (!strcmp(kind, "explanations")) {
+            json_t *ig = json_object_get(d, "ig"), *f = json_object_get(d, "fragility");
+            ck_assert_int_eq(json_integer_value(json_object_get(d, "n")), 16);
+            ck_assert(json_number_value(json_object_get(ig, "rel_error")) < 0.05);
+            double rnd = json_number_value(json_object_get(json_object_get(f, "random"), "topk"));
+            double adv = json_number_value(json_object_get(json_object_get(f, "adversarial"), "topk"));
+            ck_assert(rnd >= 0.0 && rnd <= 1.0 && adv <= rnd);
+            seen |= 4;
+        }
+    }
+    ck_assert_int_eq(seen, 7);
+}
+
+START_TEST(test_beyond_accuracy)
+{
+    start_daemon();
+    EXPECT(0, "submit", "--model", TINY_MODEL, "--epochs", "1", "--train-limit", "256",
+           "--val-size", "64", "--val-robust-size", "32", "--steps", "2", "--seed", "3", "--wait");
+    char ids[32], eids[32], dir[400];
+    snprintf(ids, sizeof ids, "%lld", (long long)out_id());
+    EXPECT(0, "eval", ids, "--attack", "fgsm", "--limit", "64", "--no-sanity", "--corruptions",
+           "--explain", "--explain-limit", "16", "--ig-steps", "128", "--wait");
+    snprintf(eids, sizeof eids, "%lld", (long long)out_id());
+    EXPECT(0, "results", ids, "--json");
+    json_t *v = out_json();
+    check_reports(json_object_get(v, "reports"));
+    json_decref(v);
+    EXPECT(0, "results", ids);
+    HAS(R.out, "calibration (job");
+    HAS(R.out, "mean corruption accuracy");
+    HAS(R.out, "saliency fragility");
+    EXPECT(0, "compare", ids);
+    HAS(R.out, "CORRUPT");
+    ck_assert_ptr_null(strstr(R.out, "   -      -      -"));   /* every summary filled */
+    /* Pictures: saliency beside the inputs, adversarial triplets, corruptions. */
+    snprintf(dir, sizeof dir, "%s/sal", D.dir);
+    EXPECT(0, "images", ids, "--saliency", "-n", "4", "-o", dir);
+    HAS(R.out, "saliency.png");
+    picture p = read_png(dir, "saliency.png");
+    ck_assert_int_eq(p.w, GRID(8));
+    ck_assert_int_eq(p.h, GRID(1));
+    for (int c = 0; c < 8; c++)
+        check_tile(&p, 0, c, c % 2);
+    free(p.rgb);
+    p = read_png(dir, "legend.png");
+    ck_assert_int_eq(p.w, 260);
+    free(p.rgb);
+    ck_assert_int_eq(count_lines(dir, "index.tsv"), 2 + 4);
+    snprintf(dir, sizeof dir, "%s/adv", D.dir);
+    EXPECT(0, "images", ids, "--adversarial", "-n", "4", "--eps", "0.2", "-o", dir, "--json");
+    v = out_json();
+    ck_assert_int_eq(json_array_size(json_object_get(v, "files")), 4);
+    json_decref(v);
+    const char *grids[3] = {"clean.png", "adversarial.png", "perturbation.png"};
+    for (int g = 0; g < 3; g++) {
+        p = read_png(dir, grids[g]);
+        ck_assert_int_eq(p.w, GRID(4));
+        ck_assert_int_eq(p.h, GRID(1));
+        for (int c = 0; c < 4; c++)
+            check_tile(&p, 0, c, 0);
+        free(p.rgb);
+    }
+    snprintf(dir, sizeof dir, "%s/cor", D.dir);
+    EXPECT(0, "images", ids, "--corruptions", "-o", dir);
+    p = read_png(dir, "corruptions.png");
+    ck_assert_int_eq(p.w, GRID(6));
+    ck_assert_int_eq(p.h, GRID(9));
+    free(p.rgb);
+    ck_assert_int_eq(count_lines(dir, "index.tsv"), 2 + 9);
+    /* Fetching what an eval job drew; the errors. */
+    snprintf(dir, sizeof dir, "%s/again", D.dir);
+    EXPECT(1, "images", eids, "-o", dir);
+    HAS(R.err, "drew no pictures");
+    EXPECT(2, "images", ids, "-o", dir);
+    EXPECT(2, "images", ids, "--ig");
+    HAS(R.err, "missing '-o DIR'");
+    EXPECT(2, "images", ids, "--ig", "--saliency", "-o", dir);
+    EXPECT(2, "images", ids, "--ig", "-n", "0", "-o", dir);
+    EXPECT(1, "images", "999", "--ig", "-o", dir);
+    EXPECT(2, "eval", ids, "--attack", "pgd", "--explain-limit", "0");
+    HAS(R.err, "invalid 'explain_limit'");
+}
+END_TEST
+
 START_TEST(test_default_submit)
 {
     start_daemon();
@@ -518,6 +697,7 @@ static Suite *advctl_suite(void)
     tcase_add_test(tc, test_ping_version_missing);
     tcase_add_test(tc, test_train_flow);
     tcase_add_test(tc, test_default_submit);
+    tcase_add_test(tc, test_beyond_accuracy);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -226,7 +226,7 @@ START_TEST(png_canvas_decodes_back)
 {
     char err[CORE_ERRLEN];
     core_canvas cv;
-    ck_assert(core_canvas_init(&cv, 2, 3, 4, 5, err) == 0);
+    ck_assert(core_canvas_init(&cv, 2, 3, 4, 5, 1, err) == 0);
     ck_assert_int_eq(cv.w, 3 * 5 + 4 * CORE_IMAGE_GUTTER);
     ck_assert_int_eq(cv.h, 2 * 4 + 3 * CORE_IMAGE_GUTTER);
     float gray[20], map[20] = {0};

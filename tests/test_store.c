@@ -140,6 +140,62 @@ START_TEST(test_create_and_reopen)
 }
 END_TEST
 
+/* A version-1 database (before reports and images) is migrated in place,
+ * keeping its jobs. */
+START_TEST(test_schema_migrates_from_v1)
+{
+    adv_store *st = open_new();
+    int64_t id = add_job(st, ADV_JOB_TRAIN, "old", 0, 0);
+    raw_exec("DROP TABLE reports; DROP TABLE images; PRAGMA user_version = 1");
+    st = reopen(st);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name IN "
+                             "('reports', 'images')"), 2);
+    ck_assert_int_eq(state_of(st, id), ADV_STATE_QUEUED);
+    adv_store_close(st);
+}
+END_TEST
+
+START_TEST(test_reports_and_images)
+{
+    adv_store *st = open_new();
+    char err[CORE_ERRLEN];
+    int64_t train = add_job(st, ADV_JOB_TRAIN, "t", 0, 0);
+    int64_t ev = add_job(st, ADV_JOB_EVAL, "e", 0, train);
+    ck_assert_int_eq(adv_store_report_put(st, ev, "calibration", "{\"ece\":0.1}", err), 0);
+    ck_assert_int_eq(adv_store_report_put(st, ev, "calibration", "{\"ece\":0.2}", err), 0);
+    ck_assert_int_eq(adv_store_report_put(st, ev, "corruptions", "{\"n\":5}", err), 0);
+    ck_assert_int_eq(adv_store_report_put(st, ev, "fog", "{}", err), -1);
+    ck_assert_str_eq(err, "unknown report kind 'fog'");
+    ck_assert_int_eq(adv_store_report_put(st, ev, "corruptions", "[1]", err), -1);
+    ck_assert_str_eq(err, "invalid 'corruptions' report (expected a JSON object)");
+    ck_assert_int_eq(adv_store_report_put(st, 99, "corruptions", "{}", err), ADV_STORE_NOT_FOUND);
+    /* The training job lists its eval jobs' reports; a rerun replaced one. */
+    adv_report *r;
+    int n;
+    ck_assert_int_eq(adv_store_report_list(st, train, &r, &n, err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(r[0].kind, "calibration");
+    ck_assert_str_eq(r[0].data, "{\"ece\":0.2}");
+    ck_assert_int_eq(r[1].job, ev);
+    adv_reports_free(r, n);
+    const uint8_t png[4] = {0x89, 'P', 0, 'G'};
+    ck_assert_int_eq(adv_store_image_put(st, ev, "b.png", png, 4, err), 0);
+    ck_assert_int_eq(adv_store_image_put(st, ev, "a.tsv", png, 2, err), 0);
+    ck_assert_int_eq(adv_store_image_put(st, ev, "../x.png", png, 4, err), -1);
+    ck_assert_int_eq(adv_store_image_put(st, ev, ".hidden", png, 4, err), -1);
+    ck_assert_str_eq(err, "invalid image name '.hidden'");
+    adv_image *im;
+    ck_assert_int_eq(adv_store_image_list(st, ev, &im, &n, err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(im[0].name, "a.tsv");
+    ck_assert_int_eq(im[1].size, 4);
+    ck_assert(memcmp(im[1].data, png, 4) == 0);
+    adv_images_free(im, n);
+    adv_store_close(st);
+}
+END_TEST
+
 START_TEST(test_schema_newer_refused)
 {
     adv_store *st = open_new();
@@ -148,7 +204,7 @@ START_TEST(test_schema_newer_refused)
     char err[CORE_ERRLEN] = "";
     ck_assert_int_eq(adv_store_open(db_path, 100, &st, err), -1);
     ck_assert_ptr_null(st);
-    ck_assert_str_eq(err, "database schema version 99 is newer than this advd's (1)");
+    ck_assert_str_eq(err, "database schema version 99 is newer than this advd's (2)");
 }
 END_TEST
 
@@ -506,6 +562,8 @@ static Suite *suite_store(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_create_and_reopen);
     tcase_add_test(tc, test_schema_newer_refused);
+    tcase_add_test(tc, test_schema_migrates_from_v1);
+    tcase_add_test(tc, test_reports_and_images);
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_job_lifecycle);
     tcase_add_test(tc, test_claim_order);

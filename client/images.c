@@ -1,0 +1,201 @@
+/*
+ * images.c - `advctl images JOB --adversarial|--saliency|--smoothgrad|--ig|
+ * --corruptions [-n 16] [--checkpoint C] [--eps X] [--attack NAME]
+ * [--seed N] -o DIR`: pictures of a model at work, as PNG files.
+ *
+ * The client has neither the data nor the model, so it asks the daemon: it
+ * queues a small evaluation job on JOB's checkpoint that draws the pictures
+ * (priority 1000, the first n test images, no sanity probes, no
+ * calibration; the attack defaults to PGD at JOB's training eps), follows
+ * it to its end, then fetches the files with the `images` request and
+ * writes them into DIR with their index (index.tsv: label and predictions
+ * of every example). Given an eval job and no picture kind, it fetches
+ * the pictures that job drew.
+ */
+#include "client/advctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    int64_t job;
+    int kind;              /* adv_images_kind; ADV_IMAGES_NONE: fetch only */
+    long long n;
+    const char *out, *checkpoint, *attack, *eps, *seed;
+} images_args;
+
+static int parse_args(int argc, char **argv, images_args *a)
+{
+    int njobs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        int kind;
+        if (s[0] == '-' && s[1] == '-' && adv_images_kind_parse(s + 2, &kind, NULL) == 0 &&
+            kind != ADV_IMAGES_NONE) {
+            if (a->kind != ADV_IMAGES_NONE)
+                return ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, "
+                                           "--ig or --corruptions");
+            a->kind = kind;
+        } else if (!strcmp(s, "-n")) {
+            const char *v = ctl_optarg("images", argc, argv, &i);
+            if (!v || ctl_parse_int(v, 1, ADV_IMAGES_MAX, &a->n))
+                return v ? ctl_usage("images", "invalid '-n': expected an integer in [1, %d], "
+                                               "got '%s'", ADV_IMAGES_MAX, v)
+                         : ADVCTL_USAGE;
+        } else if (!strcmp(s, "-o") || !strcmp(s, "--output")) {
+            if (!(a->out = ctl_optarg("images", argc, argv, &i)))
+                return ADVCTL_USAGE;
+        } else if (!strcmp(s, "--checkpoint") || !strcmp(s, "--attack") || !strcmp(s, "--eps") ||
+                   !strcmp(s, "--seed")) {
+            const char *v = ctl_optarg("images", argc, argv, &i);
+            if (!v)
+                return ADVCTL_USAGE;
+            *(s[2] == 'c' ? &a->checkpoint : s[2] == 'a' ? &a->attack : s[2] == 'e' ? &a->eps
+                                                                                      : &a->seed) = v;
+        } else if (s[0] != '-' && !njobs++) {
+            if (ctl_parse_job(s, &a->job))
+                return ctl_usage("images", "invalid JOB '%s': expected a job id", s);
+        } else {
+            return ctl_usage("images", s[0] == '-' ? "unknown option '%s'"
+                                                   : "unexpected argument '%s'", s);
+        }
+    }
+    if (!njobs)
+        return ctl_usage("images", "missing JOB");
+    return a->out ? 0 : ctl_usage("images", "missing '-o DIR'");
+}
+
+/* The eval spec of the drawing job; NULL after a usage error. */
+static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
+{
+    json_t *spec = json_pack("{s:s, s:I, s:s, s:i, s:I, s:s, s:I, s:b, s:b, s:s}", "kind", "eval",
+                             "job", (json_int_t)a->job, "name", "images", "priority", 1000,
+                             "limit", (json_int_t)a->n, "images", adv_images_kind_name(a->kind),
+                             "images_n", (json_int_t)a->n, "sanity", 0, "calibration", 0,
+                             "attack", a->attack ? a->attack : "pgd");
+    double eps = json_number_value(json_object_get(train_spec, "eps")), d;
+    long long seed;
+    const char *method = json_string_value(json_object_get(train_spec, "method"));
+    if (a->eps) {
+        if (ctl_parse_double(a->eps, &d)) {
+            json_decref(spec);
+            ctl_usage("images", "invalid '--eps': expected a number, got '%s'", a->eps);
+            return NULL;
+        }
+        json_object_set_new(spec, "eps", json_real(d));
+    } else if (method && strcmp(method, "clean") && eps > 0) {
+        json_object_set(spec, "eps", json_object_get(train_spec, "eps"));
+    }
+    if (a->seed && ctl_parse_int(a->seed, 0, INT64_MAX, &seed) == 0)
+        json_object_set_new(spec, "seed", json_integer(seed));
+    else if (a->seed) {
+        json_decref(spec);
+        ctl_usage("images", "invalid '--seed': expected an integer >= 0, got '%s'", a->seed);
+        return NULL;
+    }
+    if (a->checkpoint) {
+        long long ep;
+        json_object_set_new(spec, "checkpoint", ctl_parse_int(a->checkpoint, 0, 100000, &ep) == 0
+                                                    ? json_integer(ep)
+                                                    : json_string(a->checkpoint));
+    }
+    return spec;
+}
+
+/* Queue the drawing job on training job a->job and follow it; *eval_job
+ * is the new job. */
+static int draw(ctl *c, const images_args *a, const json_t *status, int64_t *eval_job)
+{
+    json_t *spec = drawing_spec(a, json_object_get(status, "spec"));
+    if (!spec)
+        return ADVCTL_USAGE;
+    int rc = ctl_validate_spec("images", spec);
+    if (rc) {
+        json_decref(spec);
+        return rc;
+    }
+    if ((rc = ctl_submit_spec(c, spec, eval_job, NULL)))
+        return rc;
+    if (c->json)
+        return ctl_wait(c, *eval_job);
+    fprintf(stderr, "advctl images: job %lld draws the pictures\n", (long long)*eval_job);
+    return ctl_follow(c, *eval_job);
+}
+
+/* Write one file of the `images` response into dir. */
+static int write_image(const char *dir, const json_t *im, json_t *files)
+{
+    const char *name = json_string_value(json_object_get(im, "name"));
+    const json_t *data = json_object_get(im, "data");
+    if (!name || !*name || strchr(name, '/') || name[0] == '.' || !json_is_string(data))
+        return ctl_error("the daemon sent an unusable image entry");
+    uint8_t *bytes;
+    size_t n;
+    adv_error e;
+    if (adv_base64_decode(json_string_value(data), json_string_length(data), &bytes, &n, &e))
+        return ctl_error("image '%s': %s", name, e.msg);
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(bytes, 1, n, f) == n;
+    ok = f && fclose(f) == 0 && ok;
+    free(bytes);
+    if (!ok)
+        return ctl_error("cannot write '%s': %s", path, strerror(errno));
+    json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name", name, "size", (json_int_t)n,
+                                           "path", path));
+    return 0;
+}
+
+static int fetch(ctl *c, int64_t job, const char *dir)
+{
+    json_t *r, *im, *files = json_array();
+    int rc = ctl_call_job(c, "images", job, &r);
+    if (rc) {
+        json_decref(files);
+        return rc;
+    }
+    size_t i;
+    if (json_array_size(json_object_get(r, "images")) == 0)
+        rc = ctl_error("job %lld drew no pictures (run 'advctl images JOB --adversarial -o DIR' "
+                       "on its training job)", (long long)job);
+    else if (mkdir(dir, 0755) && errno != EEXIST)
+        rc = ctl_error("cannot create '%s': %s", dir, strerror(errno));
+    json_array_foreach(json_object_get(r, "images"), i, im) {
+        if (rc || (rc = write_image(dir, im, files)))
+            break;
+    }
+    if (!rc && c->json)
+        ctl_print_json(json_pack("{s:I, s:s, s:O}", "job", (json_int_t)job, "dir", dir, "files",
+                                 files));
+    else if (!rc)
+        json_array_foreach(files, i, im)
+            printf("%s\n", json_string_value(json_object_get(im, "path")));
+    json_decref(files);
+    json_decref(r);
+    return rc;
+}
+
+int cmd_images(ctl *c, int argc, char **argv)
+{
+    images_args a = {.kind = ADV_IMAGES_NONE, .n = 16};
+    int rc = parse_args(argc, argv, &a);
+    json_t *st;
+    if (rc || (rc = ctl_call_job(c, "status", a.job, &st)))
+        return rc;
+    const char *kind = json_string_value(json_object_get(st, "kind"));
+    int64_t job = a.job;
+    if (kind && !strcmp(kind, "eval") && a.kind != ADV_IMAGES_NONE)
+        rc = ctl_usage("images", "job %lld is an evaluation: give its training job to draw "
+                                 "pictures, or no picture kind to fetch the ones it drew",
+                       (long long)a.job);
+    else if (kind && !strcmp(kind, "train") && a.kind == ADV_IMAGES_NONE)
+        rc = ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, --ig or "
+                                 "--corruptions");
+    else if (a.kind != ADV_IMAGES_NONE)
+        rc = draw(c, &a, st, &job);
+    json_decref(st);
+    return rc ? rc : fetch(c, job, a.out);
+}
