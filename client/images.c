@@ -149,6 +149,22 @@ static int write_image(const char *dir, const json_t *im, json_t *files)
     return 0;
 }
 
+/* mkdir -p: dir and any missing parents. */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return errno = ENAMETOOLONG, -1;
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0755) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(path, 0755) && errno != EEXIST ? -1 : 0;
+}
+
 static int fetch(ctl *c, int64_t job, const char *dir)
 {
     json_t *r, *im, *files = json_array();
@@ -161,7 +177,7 @@ static int fetch(ctl *c, int64_t job, const char *dir)
     if (json_array_size(json_object_get(r, "images")) == 0)
         rc = ctl_error("job %lld drew no pictures (run 'advctl images JOB --adversarial -o DIR' "
                        "on its training job)", (long long)job);
-    else if (mkdir(dir, 0755) && errno != EEXIST)
+    else if (make_dirs(dir))
         rc = ctl_error("cannot create '%s': %s", dir, strerror(errno));
     json_array_foreach(json_object_get(r, "images"), i, im) {
         if (rc || (rc = write_image(dir, im, files)))

@@ -608,7 +608,7 @@ START_TEST(test_beyond_accuracy)
     HAS(R.out, "CORRUPT");
     ck_assert_ptr_null(strstr(R.out, "   -      -      -"));   /* every summary filled */
     /* Pictures: saliency beside the inputs, adversarial triplets, corruptions. */
-    snprintf(dir, sizeof dir, "%s/sal", D.dir);
+    snprintf(dir, sizeof dir, "%s/pictures/sal", D.dir);
     EXPECT(0, "images", ids, "--saliency", "-n", "4", "-o", dir);
     HAS(R.out, "saliency.png");
     picture p = read_png(dir, "saliency.png");
