@@ -100,7 +100,7 @@ int ctl_connect(ctl *c)
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(c->socket_path) >= sizeof sa.sun_path)
         return unreachable(c, "socket path too long");
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->socket_path);
+    memcpy(sa.sun_path, c->socket_path, strlen(c->socket_path) + 1);   /* length checked */
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return unreachable(c, strerror(errno));

@@ -183,10 +183,12 @@ static int fetch(ctl *c, int64_t job, const char *dir)
         if (rc || (rc = write_image(dir, im, files)))
             break;
     }
-    if (!rc && c->json)
-        ctl_print_json(json_pack("{s:I, s:s, s:O}", "job", (json_int_t)job, "dir", dir, "files",
-                                 files));
-    else if (!rc)
+    if (!rc && c->json) {
+        json_t *out = json_pack("{s:I, s:s, s:O}", "job", (json_int_t)job, "dir", dir, "files",
+                                files);
+        ctl_print_json(out);
+        json_decref(out);
+    } else if (!rc)
         json_array_foreach(files, i, im)
             printf("%s\n", json_string_value(json_object_get(im, "path")));
     json_decref(files);

@@ -38,11 +38,11 @@ const char *core_attack_kind_name(core_attack_kind k)
 
 int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err)
 {
-    for (int k = 0; k < NKINDS; k++)
-        if (s && strcmp(s, kind_names[k]) == 0) {
-            *out = (core_attack_kind)k;
-            return 0;
-        }
+    int k = core_name_index(s, kind_names, NKINDS);
+    if (k >= 0) {
+        *out = (core_attack_kind)k;
+        return 0;
+    }
     return core_errf(err, "unknown attack '%s' (known: fgsm, pgd, apgd-ce, apgd-t, square, noise)",
                      s ? s : "");
 }

@@ -42,3 +42,11 @@ void core_free(void *p)
 {
     free(p);
 }
+
+int core_name_index(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}

@@ -23,6 +23,10 @@
 int core_errf(char *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The index of s in names[0..n), or -1 (also for s NULL): the one lookup
+ * behind every *_parse of a named kind. */
+int core_name_index(const char *s, const char *const *names, int n);
+
 /* Seconds on the monotonic clock, for durations and rates. */
 double core_now_s(void);
 

@@ -11,7 +11,6 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-#include <strings.h>
 
 #include "rng.h"
 
@@ -40,11 +39,11 @@ const char *core_corruption_name(core_corruption c)
 
 int core_corruption_parse(const char *s, core_corruption *out, char *err)
 {
-    for (int i = 0; i < CORE_NCORRUPTIONS; i++)
-        if (strcasecmp(s, names[i]) == 0) {
-            *out = (core_corruption)i;
-            return 0;
-        }
+    int i = core_name_index(s, names, CORE_NCORRUPTIONS);
+    if (i >= 0) {
+        *out = (core_corruption)i;
+        return 0;
+    }
     return core_errf(err, "unknown corruption '%s' (gaussian_noise, shot_noise, impulse_noise, "
                           "brightness, contrast, gaussian_blur, pixelate, translate, rotate)", s);
 }

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "attack.h"
 #include "rng.h"
@@ -26,11 +25,11 @@ const char *core_explain_method_name(core_explain_method m)
 
 int core_explain_method_parse(const char *s, core_explain_method *out, char *err)
 {
-    for (int i = 0; i < 3; i++)
-        if (strcasecmp(s, method_names[i]) == 0) {
-            *out = (core_explain_method)i;
-            return 0;
-        }
+    int i = core_name_index(s, method_names, 3);
+    if (i >= 0) {
+        *out = (core_explain_method)i;
+        return 0;
+    }
     return core_errf(err, "unknown explanation '%s' (saliency, smoothgrad or ig)", s);
 }
 

@@ -25,7 +25,7 @@
 
 /* ---- configuration ------------------------------------------------------ */
 
-static const char *method_names[] = {"clean", "pgd", "fgsm-rs", "trades"};
+static const char *const method_names[] = {"clean", "pgd", "fgsm-rs", "trades"};
 
 const char *core_method_name(core_method m)
 {
@@ -34,11 +34,11 @@ const char *core_method_name(core_method m)
 
 int core_method_parse(const char *s, core_method *out, char *err)
 {
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, method_names[i]) == 0) {
-            *out = (core_method)i;
-            return 0;
-        }
+    int i = core_name_index(s, method_names, 4);
+    if (i >= 0) {
+        *out = (core_method)i;
+        return 0;
+    }
     return core_errf(err, "unknown method '%s' (expected clean, pgd, fgsm-rs or trades)", s);
 }
 

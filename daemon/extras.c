@@ -18,7 +18,8 @@
  *                  "k", "tries", "n", "random": F, "adversarial": F}} with
  *                  F = {"topk", "spearman", "com_shift"}
  * The adversarial inputs (calibration, pictures) come from the evaluation's
- * attack at its first eps, or PGD-20 for a suite (suites keep no inputs).
+ * attack at its first eps (for calibration, the logits the evaluation kept),
+ * or PGD-20 for a suite (suites keep no inputs).
  */
 #include "extras.h"
 
@@ -185,26 +186,30 @@ out:
 int advd_extras_calibration(const advd_extras *x)
 {
     const size_t dim = core_shape_size(x->m->in), c = (size_t)x->m->nclass;
-    float *clean = core_alloc(sizeof(float) * c * x->n), *adv = core_alloc(sizeof(float) * c * x->n);
-    float *xadv = core_alloc(sizeof(float) * dim * x->n);
+    const int own = !x->adv_logits;   /* a suite: attack here */
+    float *clean = core_alloc(sizeof(float) * c * x->n);
+    float *adv = own ? core_alloc(sizeof(float) * c * x->n) : NULL;
+    float *xadv = own ? core_alloc(sizeof(float) * dim * x->n) : NULL;
     const char *fit_on, *attack;
     double t;
     int fit_n, rc = -1;
-    if (!clean || !adv || !xadv) {
+    if (!clean || (own && (!adv || !xadv))) {
         core_errf(x->err, "out of memory for the calibration of %d examples", x->n);
         goto out;
     }
-    if (fit_temperature(x, &t, &fit_on, &fit_n) || adversarial(x, x->x, x->y, x->n, xadv))
+    if (fit_temperature(x, &t, &fit_on, &fit_n) ||
+        (own && adversarial(x, x->x, x->y, x->n, xadv)))
         goto out;
     logits_of(x, x->x, x->n, clean);
-    logits_of(x, xadv, x->n, adv);
+    if (own)
+        logits_of(x, xadv, x->n, adv);
     adv_attack(x, &attack);
     send_report(x, "calibration",
                 json_pack("{s:f, s:s, s:i, s:s, s:f, s:o, s:o}", "temperature", t, "fit_on",
                           fit_on, "fit_n", fit_n, "attack", attack, "eps",
                           adv_float_json(x->es->eps[0]), "clean",
                           before_after(clean, x->y, x->n, (int)c, t), "adversarial",
-                          before_after(adv, x->y, x->n, (int)c, t)));
+                          before_after(own ? adv : x->adv_logits, x->y, x->n, (int)c, t)));
     rc = 0;
 out:
     core_free(clean);

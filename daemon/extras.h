@@ -24,6 +24,8 @@ typedef struct {
     const float *x;                  /* the n evaluated test examples */
     const int *y;
     int n, batch;
+    const float *adv_logits;         /* n x classes under the evaluation's attack at
+                                        its first eps, or NULL (a suite) */
     const adv_eval_spec *es;
     const adv_jobspec *parent;       /* the training job (its data and split) */
     void (*send)(void *ctx, json_t *msg);   /* msg stolen */

@@ -360,6 +360,7 @@ typedef struct {
     int n, batch;
     int *idx, *y;
     float *x, *x_adv;
+    float *adv_logits;   /* n x classes at the first eps (single attacks, calibration) */
     uint8_t *robust;
 } eval_run;
 
@@ -372,6 +373,7 @@ static void eval_free(eval_run *r)
     core_free(r->y);
     core_free(r->x);
     core_free(r->x_adv);
+    core_free(r->adv_logits);
     free(r->robust);
 }
 
@@ -403,7 +405,10 @@ static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
     r->x = core_alloc(sizeof(float) * dim * (size_t)r->n);
     r->x_adv = core_alloc(sizeof(float) * dim * (size_t)r->batch);
     r->robust = malloc((size_t)r->n);
-    if (!r->idx || !r->y || !r->x || !r->x_adv || !r->robust)
+    if (es->calibration && !es->use_suite)
+        r->adv_logits = core_alloc(sizeof(float) * (size_t)r->m->nclass * (size_t)r->n);
+    if (!r->idx || !r->y || !r->x || !r->x_adv || !r->robust ||
+        (es->calibration && !es->use_suite && !r->adv_logits))
         return core_errf(w->err, "out of memory for %d test images", r->n);
     for (int i = 0; i < r->n; i++)
         r->idx[i] = i;
@@ -437,6 +442,9 @@ static int eval_eps(worker *w, eval_run *r, float eps, int which, double *acc)
                                        stream + (uint64_t)off, r->x_adv, r->robust + off, w->err);
         if (rc)
             return -1;
+        if (which == 0 && r->adv_logits) /* kept for the calibration report */
+            memcpy(r->adv_logits + (size_t)r->m->nclass * off,
+                   core_model_forward(r->m, r->x_adv, k), sizeof(float) * r->m->nclass * k);
         if (should_stop(w))
             return core_errf(w->err, "stopped before the evaluation finished");
     }
@@ -491,7 +499,8 @@ static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
     const advd_extras x = {.m = r->m, .ws = r->ws, .te = &r->te, .x = r->x, .y = r->y, .n = r->n,
-                           .batch = r->batch, .es = es, .parent = parent, .send = extras_send,
+                           .batch = r->batch, .adv_logits = r->adv_logits, .es = es,
+                           .parent = parent, .send = extras_send,
                            .stop = extras_stop, .ctx = w, .err = w->err};
     if ((es->calibration && advd_extras_calibration(&x)) ||
         (es->corruptions && advd_extras_corruptions(&x)) ||

@@ -259,6 +259,19 @@ START_TEST(png_canvas_decodes_back)
     free(px);
     free(png);
     core_canvas_free(&cv);
+    /* Zoom: each source pixel a 3 x 3 block. */
+    ck_assert(core_canvas_init(&cv, 1, 1, 2, 2, 3, err) == 0);
+    ck_assert_int_eq(cv.w, 6 + 2 * CORE_IMAGE_GUTTER);
+    float two[4] = {0.0f, 1.0f, 1.0f, 0.0f};
+    core_canvas_image(&cv, 0, 0, two, (core_shape){1, 2, 2});
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 6; x++) {
+            const uint8_t *q = cv.rgb + ((size_t)(g + y) * cv.w + g + x) * 3;
+            ck_assert_int_eq(q[0], ((y / 3) ^ (x / 3)) ? 255 : 0);
+        }
+    core_canvas_free(&cv);
+    ck_assert(core_canvas_init(&cv, 1, 1, 2, 2, 0, err) == -1);
+    ck_assert(strstr(err, "invalid canvas") == err);
 }
 END_TEST
 
@@ -266,6 +279,7 @@ static Suite *suite_corrupt(void)
 {
     Suite *s = suite_create("corrupt");
     TCase *tc = tcase_create("corrupt");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, severity_zero_is_identity);
     tcase_add_test(tc, every_corruption_stays_in_range_and_is_deterministic);
     tcase_add_test(tc, brightness_and_contrast_by_hand);

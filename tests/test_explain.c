@@ -249,6 +249,7 @@ static Suite *suite_explain(void)
 {
     Suite *s = suite_create("explain");
     TCase *tc = tcase_create("explain");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, ig_is_complete);
     tcase_add_test(tc, smoothgrad_without_noise_is_the_gradient);
     tcase_add_test(tc, saliency_matches_finite_differences);
