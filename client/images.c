@@ -23,8 +23,19 @@ typedef struct {
     int64_t job;
     int kind;              /* adv_images_kind; ADV_IMAGES_NONE: fetch only */
     long long n;
-    const char *out, *checkpoint, *attack, *eps, *seed;
+    const char *out, *checkpoint, *attack, *eps, *seed, *cls;
 } images_args;
+
+/* Where the value of a plain option goes; NULL for other arguments. */
+static const char **option_slot(images_args *a, const char *s)
+{
+    return !strcmp(s, "--checkpoint") ? &a->checkpoint
+           : !strcmp(s, "--attack")   ? &a->attack
+           : !strcmp(s, "--eps")      ? &a->eps
+           : !strcmp(s, "--seed")     ? &a->seed
+           : !strcmp(s, "--class")    ? &a->cls
+                                      : NULL;
+}
 
 static int parse_args(int argc, char **argv, images_args *a)
 {
@@ -47,13 +58,11 @@ static int parse_args(int argc, char **argv, images_args *a)
         } else if (!strcmp(s, "-o") || !strcmp(s, "--output")) {
             if (!(a->out = ctl_optarg("images", argc, argv, &i)))
                 return ADVCTL_USAGE;
-        } else if (!strcmp(s, "--checkpoint") || !strcmp(s, "--attack") || !strcmp(s, "--eps") ||
-                   !strcmp(s, "--seed")) {
+        } else if (option_slot(a, s)) {
             const char *v = ctl_optarg("images", argc, argv, &i);
             if (!v)
                 return ADVCTL_USAGE;
-            *(s[2] == 'c' ? &a->checkpoint : s[2] == 'a' ? &a->attack : s[2] == 'e' ? &a->eps
-                                                                                      : &a->seed) = v;
+            *option_slot(a, s) = v;
         } else if (s[0] != '-' && !njobs++) {
             if (ctl_parse_job(s, &a->job))
                 return ctl_usage("images", "invalid JOB '%s': expected a job id", s);
@@ -76,7 +85,7 @@ static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
                              "images_n", (json_int_t)a->n, "sanity", 0, "calibration", 0,
                              "attack", a->attack ? a->attack : "pgd");
     double eps = json_number_value(json_object_get(train_spec, "eps")), d;
-    long long seed;
+    long long seed, cls;
     const char *method = json_string_value(json_object_get(train_spec, "method"));
     if (a->eps) {
         if (ctl_parse_double(a->eps, &d)) {
@@ -93,6 +102,13 @@ static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
     else if (a->seed) {
         json_decref(spec);
         ctl_usage("images", "invalid '--seed': expected an integer >= 0, got '%s'", a->seed);
+        return NULL;
+    }
+    if (a->cls && ctl_parse_int(a->cls, 0, CORE_MAX_CLASSES - 1, &cls) == 0)
+        json_object_set_new(spec, "explain_class", json_integer(cls));
+    else if (a->cls) {
+        json_decref(spec);
+        ctl_usage("images", "invalid '--class': expected a class index, got '%s'", a->cls);
         return NULL;
     }
     if (a->checkpoint) {

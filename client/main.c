@@ -40,7 +40,7 @@ static const command commands[] = {
      "JOB [--checkpoint latest|best|EPOCH] (--attack NAME [--steps N] [--restarts N]\n"
      "       [--alpha X] [--norm linf|l2] [--loss ce|cw|dlr] [--queries N] [--targets N]\n"
      "       | --suite NAME) [--eps X[,Y,...]] [--limit N] [--seed N] [--no-sanity]\n"
-     "       [--no-calibration] [--corruptions] [--explain [--explain-limit N]\n"
+     "       [--no-calibration] [--corruptions] [--explain [--explain-limit N] [--explain-class K]\n"
      "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
      "       [--wait]",
      "queue an evaluation of a checkpoint of JOB (calibration always; corruptions and\n"
@@ -57,7 +57,8 @@ static const command commands[] = {
      "write a checkpoint's weights as safetensors"},
     {"images", NULL, cmd_images,
      "JOB (--adversarial | --saliency | --smoothgrad | --ig | --corruptions) [-n N]\n"
-     "       [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N] -o DIR",
+     "       [--class K] [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N]\n"
+     "       -o DIR",
      "draw PNG pictures of JOB's model at work into DIR (with index.tsv); given an eval\n"
      "       job and no kind, fetch the pictures it drew"},
     {"ping", NULL, cmd_ping, "", "check that advd answers"},

@@ -49,6 +49,7 @@ static const flag eval_flags[] = {
     {"--corruptions", "corruptions", T_TRUE},
     {"--explain", "explain", T_TRUE},
     {"--explain-limit", "explain_limit", T_INT},
+    {"--explain-class", "explain_class", T_INT},
     {"--smoothgrad-samples", "smoothgrad_samples", T_INT},
     {"--smoothgrad-sigma", "smoothgrad_sigma", T_FLOAT},
     {"--ig-steps", "ig_steps", T_INT},

@@ -152,14 +152,18 @@ int core_explain(const core_explain_cfg *cfg, core_model *m, const float *x, con
     if (cfg->samples < 1 || cfg->steps < 1 || !(cfg->sigma >= 0.0f))
         return core_errf(err, "invalid explanation settings: samples %d, steps %d, sigma %g",
                          cfg->samples, cfg->steps, (double)cfg->sigma);
+    for (int i = 0; cls && i < n; i++)
+        if (cls[i] < 0 || cls[i] >= m->nclass)
+            return core_errf(err, "invalid class %d to explain: the model has %d classes", cls[i],
+                             m->nclass);
     if (grad_ws_init(&w, m, n, err))
         return -1;
+    if (pred || !cls)
+        predict(m, x, n, pred ? pred : w.cls);
     if (cls)
         memcpy(w.cls, cls, sizeof(int) * (size_t)n);
-    else
-        predict(m, x, n, w.cls);
-    if (pred)
-        memcpy(pred, w.cls, sizeof(int) * (size_t)n);
+    else if (pred)
+        memcpy(w.cls, pred, sizeof(int) * (size_t)n);
     if (cfg->method == CORE_EXPLAIN_SMOOTHGRAD)
         smoothgrad(cfg, m, &w, x, n, stream, attr);
     else if (cfg->method == CORE_EXPLAIN_IG)

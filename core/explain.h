@@ -49,8 +49,9 @@ const char *core_explain_method_name(core_explain_method m);   /* "saliency", ..
 int core_explain_method_parse(const char *s, core_explain_method *out, char *err);
 
 /* Attributions of n examples (n <= the model's reserved batch) for class
- * cls[i], or the predicted class when cls is NULL (written to pred when not
- * NULL). attr: n x input size. Returns 0 or -1 (out of memory). */
+ * cls[i], or the predicted class when cls is NULL; pred (may be NULL) gets
+ * the predictions. attr: n x input size. Returns 0 or -1 (a class out of
+ * range, out of memory). */
 int core_explain(const core_explain_cfg *cfg, core_model *m, const float *x, const int *cls,
                  int n, uint64_t stream, float *attr, int *pred, char *err);
 

@@ -296,6 +296,17 @@ static core_explain_cfg explain_cfg(const advd_extras *x, core_explain_method me
     return c;
 }
 
+/* The classes to explain: es->explain_class for all, or NULL (each
+ * prediction). cls holds k entries. */
+static const int *explained_classes(const advd_extras *x, int *cls, int k)
+{
+    if (x->es->explain_class < 0)
+        return NULL;
+    for (int i = 0; i < k; i++)
+        cls[i] = x->es->explain_class;
+    return cls;
+}
+
 /* IG's completeness gap over one batch: adds |sum IG - (z(x) - z(0))| and
  * |z(x) - z(0)| per example. */
 static int ig_batch(const advd_extras *x, const float *in, int k, float *attr, float *zero,
@@ -303,11 +314,12 @@ static int ig_batch(const advd_extras *x, const float *in, int k, float *attr, f
 {
     const size_t dim = core_shape_size(x->m->in);
     core_explain_cfg cfg = explain_cfg(x, CORE_EXPLAIN_IG);
-    int pred[k];
+    int pred[k], cls[k];
     float fx[k], f0[k];
-    if (core_explain(&cfg, x->m, in, NULL, k, 0, attr, pred, x->err) ||
-        core_explain_logit(x->m, in, pred, k, fx, x->err) ||
-        core_explain_logit(x->m, zero, pred, k, f0, x->err))
+    const int *explained = explained_classes(x, cls, k);
+    if (core_explain(&cfg, x->m, in, explained, k, 0, attr, pred, x->err) ||
+        core_explain_logit(x->m, in, explained ? explained : pred, k, fx, x->err) ||
+        core_explain_logit(x->m, zero, explained ? explained : pred, k, f0, x->err))
         return -1;
     for (int i = 0; i < k; i++) {
         double sum = 0.0;
@@ -513,8 +525,9 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
     }
     for (int off = 0; off < n; off += x->batch) {
         int k = batch_of(x, off, n);
-        if (core_explain(&cfg, x->m, x->x + dim * off, NULL, k, STREAM_EXPLAIN + (uint64_t)off,
-                         attr + dim * off, pred + off, x->err) ||
+        int cls[k];
+        if (core_explain(&cfg, x->m, x->x + dim * off, explained_classes(x, cls, k), k,
+                         STREAM_EXPLAIN + (uint64_t)off, attr + dim * off, pred + off, x->err) ||
             stopped(x))
             goto out;
     }
@@ -522,18 +535,21 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
     int cols = n < per_row ? n : per_row;
     if (core_canvas_init(&cv, (n + cols - 1) / cols, 2 * cols, s.h, s.w, zoom_of(s), x->err))
         goto out;
-    fprintf(idx->f, "# %s of the predicted class's logit; each example is its input beside its "
-                    "heat map (legend.png: black 0 ... white the map's maximum); %d to a row\n"
-                    "index\tlabel\tpred\trow\tcolumn\tmax\n",
-            core_explain_method_name(method), cols);
+    fprintf(idx->f, "# %s of the logit of %s; each example is its input beside its heat map "
+                    "(legend.png: black 0 ... white the map's maximum); %d to a row\n"
+                    "index\tlabel\tpred\texplained\trow\tcolumn\tmax\n",
+            core_explain_method_name(method),
+            x->es->explain_class < 0 ? "the predicted class" : "the class asked for", cols);
     for (int i = 0; i < n; i++) {
         float mx = 0.0f;
         for (size_t p = 0; p < plane; p++)
             mx = fmaxf(mx, map[i * plane + p]);
         core_canvas_image(&cv, i / cols, 2 * (i % cols), x->x + dim * i, s);
         core_canvas_heat(&cv, i / cols, 2 * (i % cols) + 1, map + plane * i, s.h, s.w);
-        fprintf(idx->f, "%d\t%s\t%s\t%d\t%d\t%.6g\n", i, class_name(x, x->y[i]),
-                class_name(x, pred[i]), i / cols, 2 * (i % cols), (double)mx);
+        fprintf(idx->f, "%d\t%s\t%s\t%s\t%d\t%d\t%.6g\n", i, class_name(x, x->y[i]),
+                class_name(x, pred[i]),
+                class_name(x, x->es->explain_class < 0 ? pred[i] : x->es->explain_class), i / cols,
+                2 * (i % cols), (double)mx);
     }
     snprintf(name, sizeof name, "%s.png", core_explain_method_name(method));
     rc = send_canvas(x, name, &cv) || legend(x) ? -1 : 0;

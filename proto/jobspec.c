@@ -189,6 +189,7 @@ static const field eval_fields[] = {
     {"corruptions", F_BOOL, OFF(eval.corruptions), 0, 0, 0, NULL},
     {"explain", F_BOOL, OFF(eval.explain), 0, 0, 0, NULL},
     {"explain_limit", F_INT, OFF(eval.explain_limit), 1, 100000, 0, NULL},
+    {"explain_class", F_INT, OFF(eval.explain_class), -1, CORE_MAX_CLASSES - 1, 0, NULL},
     {"smoothgrad_samples", F_INT, OFF(eval.smoothgrad_samples), 1, 10000, 0, NULL},
     {"smoothgrad_sigma", F_FLOAT, OFF(eval.smoothgrad_sigma), 0, 1, 0, NULL},
     {"ig_steps", F_INT, OFF(eval.ig_steps), 1, 100000, 0, NULL},
@@ -587,6 +588,7 @@ static void defaults(adv_jobspec *s)
         ev->calibration = 1;
         core_explain_cfg sg = core_explain_defaults(CORE_EXPLAIN_SMOOTHGRAD);
         ev->explain_limit = 256;
+        ev->explain_class = -1;
         ev->smoothgrad_samples = sg.samples;
         ev->smoothgrad_sigma = sg.sigma;
         ev->ig_steps = sg.steps;

@@ -255,6 +255,7 @@ typedef struct {
     int corruptions;                /* every corruption at every severity */
     int explain;                    /* IG completeness and saliency fragility */
     int explain_limit;              /* examples explained (of the first `limit`) */
+    int explain_class;              /* the class explained; -1: each prediction */
     int smoothgrad_samples, ig_steps;
     float smoothgrad_sigma, fragility_eps;
     int images;                     /* an adv_images_kind */

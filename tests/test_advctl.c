@@ -642,6 +642,21 @@ START_TEST(test_beyond_accuracy)
     ck_assert_int_eq(p.h, GRID(9));
     free(p.rgb);
     ck_assert_int_eq(count_lines(dir, "index.tsv"), 2 + 9);
+    /* Integrated Gradients of a class the user names. */
+    snprintf(dir, sizeof dir, "%s/ig", D.dir);
+    EXPECT(0, "images", ids, "--ig", "-n", "2", "--class", "3", "-o", dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/index.tsv", dir);
+    char *index = read_text(path);
+    HAS(index, "explained");
+    const char *row = strchr(strchr(index, '\n') + 1, '\n') + 1;   /* after the header */
+    for (int i = 0; i < 2; i++, row = strchr(row, '\n') + 1) {
+        char label[32], pred[32], explained[32];
+        ck_assert_int_eq(sscanf(row, "%*d\t%31[^\t]\t%31[^\t]\t%31[^\t]", label, pred, explained), 3);
+        ck_assert_str_eq(explained, "Dress");
+    }
+    free(index);
+    EXPECT(2, "images", ids, "--ig", "--class", "x", "-o", dir);
     /* Fetching what an eval job drew; the errors. */
     snprintf(dir, sizeof dir, "%s/again", D.dir);
     EXPECT(1, "images", eids, "-o", dir);

@@ -10,6 +10,7 @@
 
 #include "core/corrupt.h"
 #include "core/image.h"
+#include "core/rng.h"
 
 #define TOL 1e-6f
 
@@ -162,6 +163,33 @@ START_TEST(rotate_by_hand)
 }
 END_TEST
 
+/* The random corruptions at severity 1, pixel by pixel from the same
+ * counter-based draws: example e uses stream + e, counter = pixel. */
+START_TEST(noise_pixels_by_hand)
+{
+    core_shape s = {1, 4, 4};
+    float x[32], y[32];
+    for (int i = 0; i < 32; i++)
+        x[i] = i / 31.0f;
+    corrupt_ok(CORE_CORRUPT_GAUSSIAN_NOISE, 1, x, y, 2, s);   /* seed 7, stream 3 */
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 16; p++) {
+            float v = x[e * 16 + p] + 0.04f * core_rng_normal(7, 3 + e, p);
+            ck_assert_float_eq(y[e * 16 + p], v < 0 ? 0 : v > 1 ? 1 : v);
+        }
+    corrupt_ok(CORE_CORRUPT_IMPULSE_NOISE, 1, x, y, 2, s);    /* 1 % salt and pepper */
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 16; p++) {
+            uint64_t r = core_rng_u64(7, 3 + e, p);
+            float want = (r >> 11) * 0x1p-53 < 0.01 ? (float)(r & 1) : x[e * 16 + p];
+            ck_assert_float_eq(y[e * 16 + p], want);
+        }
+    /* Pixelate at severity 1 keeps a 4-pixel row: round(4 x 0.95) = 4 cells. */
+    corrupt_ok(CORE_CORRUPT_PIXELATE, 1, x, y, 2, s);
+    ck_assert(memcmp(x, y, sizeof x) == 0);
+}
+END_TEST
+
 /* Mean and standard deviation of y - x over len values. */
 static void diff_stats(const float *x, const float *y, size_t len, double *mean, double *sd)
 {
@@ -288,6 +316,7 @@ static Suite *suite_corrupt(void)
     tcase_add_test(tc, translate_shifts_by_severity);
     tcase_add_test(tc, rotate_by_hand);
     tcase_add_test(tc, noise_has_its_published_spread);
+    tcase_add_test(tc, noise_pixels_by_hand);
     tcase_add_test(tc, bad_arguments_are_named);
     tcase_add_test(tc, png_canvas_decodes_back);
     suite_add_tcase(s, tc);

@@ -78,6 +78,10 @@ START_TEST(smoothgrad_without_noise_is_the_gradient)
     ck_assert(scale > 0.0);
     for (size_t p = 0; p < dim * N; p++)
         ck_assert_msg(fabs(a[p] - b[p]) <= 1e-5 * scale, "%zu: %g vs %g", p, a[p], b[p]);
+    /* A class out of range is refused, naming it. */
+    int bad[N] = {0, 1, 2, 3, 4, 10};
+    ck_assert(core_explain(&sal, m, x, bad, N, 0, a, NULL, err) == -1);
+    ck_assert_str_eq(err, "invalid class 10 to explain: the model has 10 classes");
     /* With noise it differs, and twice the same gives the same bytes. */
     sg.sigma = 0.15f;
     ck_assert(core_explain(&sg, m, x, NULL, N, 9, a, NULL, err) == 0);
