@@ -187,36 +187,52 @@ typedef void (*tile_fn)(const geom *, const float *, const float *, const float 
         tile_body(g, xp, wk, bias, y, co0, v0, CO, NV);                                       \
     }
 TILE(8, 3)
+TILE(8, 2)
 TILE(8, 1)
 TILE(1, 8)
 TILE(1, 1)
 
-/* Every vector of the image, NV at a time; the last group moves back to
- * end at the image's end (see the header comment). */
-static void tile_row(const geom *g, const float *xp, const float *wk, const float *bias,
-                     float *y, int co0, tile_fn wide, int nv, tile_fn narrow)
+/* Every vector of the image for output channels co0..co0+8: 3 at a time,
+ * then the 1 or 2 left over. */
+static void tile_image_8(const geom *g, const float *xp, const float *wk, const float *bias,
+                         float *y, int co0)
 {
-    if (g->nvec < nv) {
-        for (int v = 0; v < g->nvec; v++)
-            narrow(g, xp, wk, bias, y, co0, v);
-        return;
-    }
-    for (int v = 0; v < g->nvec; v += nv)
-        wide(g, xp, wk, bias, y, co0, v + nv <= g->nvec ? v : g->nvec - nv);
+    int v = 0;
+    for (; v + 3 <= g->nvec; v += 3)
+        tile_8x3(g, xp, wk, bias, y, co0, v);
+    if (g->nvec - v == 2)
+        tile_8x2(g, xp, wk, bias, y, co0, v);
+    else if (g->nvec - v == 1)
+        tile_8x1(g, xp, wk, bias, y, co0, v);
 }
 
-/* y (cout planes of h x w) = the convolution of the padded image xp. */
+/* One output channel: 8 vectors at a time, the last group moved back to
+ * end at the image's end (see the header comment). */
+static void tile_image_1(const geom *g, const float *xp, const float *wk, const float *bias,
+                         float *y, int co)
+{
+    if (g->nvec < 8) {
+        for (int v = 0; v < g->nvec; v++)
+            tile_1x1(g, xp, wk, bias, y, co, v);
+        return;
+    }
+    for (int v = 0; v < g->nvec; v += 8)
+        tile_1x8(g, xp, wk, bias, y, co, v + 8 <= g->nvec ? v : g->nvec - 8);
+}
+
+/* y (cout planes of h x w) = the convolution of the padded image xp. Blocks
+ * of 8 output channels, the last one moved back to end at cout; fewer than
+ * 8 channels (dx of a first layer) one at a time. */
 static void conv_image(const geom *g, const float *xp, const float *wk, const float *bias,
                        float *y)
 {
     if (g->cout >= 8) {
         for (int co = 0; co < g->cout; co += 8)
-            tile_row(g, xp, wk, bias, y, co + 8 <= g->cout ? co : g->cout - 8, tile_8x3, 3,
-                     tile_8x1);
-    } else {
-        for (int co = 0; co < g->cout; co++)
-            tile_row(g, xp, wk, bias, y, co, tile_1x8, 8, tile_1x1);
+            tile_image_8(g, xp, wk, bias, y, co + 8 <= g->cout ? co : g->cout - 8);
+        return;
     }
+    for (int co = 0; co < g->cout; co++)
+        tile_image_1(g, xp, wk, bias, y, co);
 }
 
 /* ---- weight-gradient kernel --------------------------------------------- */
@@ -234,22 +250,22 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
             a[c][t] = _mm512_setzero_ps();
     const float *x = xp + ci * g->plane;
     const size_t hw = (size_t)g->h * g->w;
-    for (int v = 0; v < g->nvec; v++) {
-        size_t in, out;
-        __mmask16 m;
-        vec_at(g, v, &in, &out, &m);
-        __m512 d[2];
-#pragma GCC unroll 2
-        for (int c = 0; c < CO; c++)
-            d[c] = _mm512_maskz_loadu_ps(m, dy + (co0 + c) * hw + out);
-#pragma GCC unroll 9
-        for (int t = 0; t < TAPS; t++) {
-            __m512 xv = _mm512_loadu_ps(x + in + (t / 3) * g->wp + t % 3);
+    for (int row = 0; row < g->h; row++)
+        for (int seg = 0; seg < g->segs; seg++) {
+            const size_t in = (size_t)row * g->wp + seg * LANES, out = (size_t)row * g->w + seg * LANES;
+            const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
+            __m512 d[2];
 #pragma GCC unroll 2
             for (int c = 0; c < CO; c++)
-                a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+                d[c] = _mm512_maskz_loadu_ps(m, dy + (co0 + c) * hw + out);
+#pragma GCC unroll 9
+            for (int t = 0; t < TAPS; t++) {
+                __m512 xv = _mm512_loadu_ps(x + in + (t / 3) * g->wp + t % 3);
+#pragma GCC unroll 2
+                for (int c = 0; c < CO; c++)
+                    a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+            }
         }
-    }
     /* acc is [co][ci][tap][16] */
 #pragma GCC unroll 2
     for (int c = 0; c < CO; c++)
@@ -304,11 +320,36 @@ void core_conv_direct_forward(const core_conv *c, const float *params, const flo
         float *xp = s->col + t * s->col_len, *wk = s->tmp + t * s->tmp_len;
         pack_forward(params + c->w_off, c->cin, c->cout, wk);
         pad_clear(&g, xp, c->cin);
-#pragma omp for schedule(static)
+        /* Each example's output is the same whichever thread computes it. */
+#pragma omp for schedule(dynamic, 2)
         for (int e = 0; e < n; e++) {
             pad_copy(&g, x + e * in, xp, c->cin);
             conv_image(&g, xp, wk, params + c->b_off, y + e * out);
         }
+    }
+}
+
+/* One example's input gradient: its dy, padded, through the transposed
+ * weights. */
+static void dx_example(const geom *gx, const float *dye, float *pad, const float *wk, float *dxe)
+{
+    pad_copy(gx, dye, pad, gx->cin);
+    conv_image(gx, pad, wk, NULL, dxe);
+}
+
+/* One example's weight and bias gradient, into the thread's accumulators. */
+static void dw_example(const geom *gw, const float *xe, const float *dye, float *pad, float *acc,
+                       float *db)
+{
+    const size_t hw = (size_t)gw->h * gw->w;
+    pad_copy(gw, xe, pad, gw->cin);
+    dw_image(gw, pad, dye, acc);
+    for (int co = 0; co < gw->cout; co++) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (size_t j = 0; j < hw; j++)
+            sum += dye[co * hw + j];
+        db[co] += sum;
     }
 }
 
@@ -328,29 +369,22 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
         float *dw = s->dw + t * s->dw_len, *db = dw + wlen;
         if (dx)
             pack_transposed(params + c->w_off, c->cin, c->cout, wk);
-        if (param_grads)
-            memset(acc, 0, sizeof(float) * wlen * LANES);
         pad_clear(&gw, pad, cmax); /* the planes of gw and gx have the same shape */
+        if (param_grads) {
+            memset(acc, 0, sizeof(float) * wlen * LANES);
+            /* The partials are per thread: the split must be a fixed one. */
 #pragma omp for schedule(static)
-        for (int e = 0; e < n; e++) {
-            const float *dye = dy + e * out;
-            if (param_grads) {
-                pad_copy(&gw, x + e * in, pad, c->cin);
-                dw_image(&gw, pad, dye, acc);
-                for (int co = 0; co < c->cout; co++) {
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (size_t j = 0; j < out / c->cout; j++)
-                        sum += dye[co * (out / c->cout) + j];
-                    db[co] += sum;
-                }
+            for (int e = 0; e < n; e++) {
+                dw_example(&gw, x + e * in, dy + e * out, pad, acc, db);
+                if (dx)
+                    dx_example(&gx, dy + e * out, pad, wk, dx + e * in);
             }
-            if (dx) {
-                pad_copy(&gx, dye, pad, c->cout);
-                conv_image(&gx, pad, wk, NULL, dx + e * in);
-            }
-        }
-        if (param_grads)
             dw_finish(acc, dw, wlen);
+        } else if (dx) {
+            /* Each example's dx is the same whichever thread computes it. */
+#pragma omp for schedule(dynamic, 2)
+            for (int e = 0; e < n; e++)
+                dx_example(&gx, dy + e * out, pad, wk, dx + e * in);
+        }
     }
 }
