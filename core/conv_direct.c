@@ -24,14 +24,18 @@
  * past a row (the lanes are not stored); the padded buffer has slack so they
  * stay inside it.
  *
- * The weight gradient keeps 2 output channels x 9 taps of 16-lane partial
- * sums in registers over one image, adds them into per-thread accumulators
- * (tmp), and sums the 16 lanes once per call. dy lanes past a row's end are
- * loaded as zeros, so the over-read input lanes contribute nothing.
+ * The weight gradient keeps 3 output channels x 9 taps of 16-lane partial
+ * sums in registers over one image (27 zmm; 2 channels were ~15% slower,
+ * bound by the 9 shifted input loads per vector), adds them into per-thread
+ * accumulators (tmp), and sums the 16 lanes once per call. dy lanes past a
+ * row's end are loaded as zeros, so the over-read input lanes contribute
+ * nothing.
  *
- * Threads take examples in a static order; weight-gradient partials are per
- * thread and added in thread order by conv.c, so results depend on the
- * thread count only. Without AVX-512 conv.c keeps im2col + GEMM, whose own
+ * Threads: the weight gradient takes examples in a static order into
+ * per-thread partials that conv.c adds in thread order, so results depend
+ * on the thread count only. Forward and dx-only passes write each example's
+ * output independently of which thread computes it, so they take examples
+ * dynamically (better when another process takes a core now and then). Without AVX-512 conv.c keeps im2col + GEMM, whose own
  * kernels have an AVX2 path.
  */
 #include "conv_direct.h"
@@ -242,8 +246,8 @@ static void conv_image(const geom *g, const float *xp, const float *wk, const fl
 static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *dy, float *acc,
                                   int ci, int co0, const int CO)
 {
-    __m512 a[2][TAPS];
-#pragma GCC unroll 2
+    __m512 a[3][TAPS];
+#pragma GCC unroll 3
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
         for (int t = 0; t < TAPS; t++)
@@ -254,26 +258,32 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
         for (int seg = 0; seg < g->segs; seg++) {
             const size_t in = (size_t)row * g->wp + seg * LANES, out = (size_t)row * g->w + seg * LANES;
             const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
-            __m512 d[2];
-#pragma GCC unroll 2
+            __m512 d[3];
+#pragma GCC unroll 3
             for (int c = 0; c < CO; c++)
                 d[c] = _mm512_maskz_loadu_ps(m, dy + (co0 + c) * hw + out);
 #pragma GCC unroll 9
             for (int t = 0; t < TAPS; t++) {
                 __m512 xv = _mm512_loadu_ps(x + in + (t / 3) * g->wp + t % 3);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
                 for (int c = 0; c < CO; c++)
                     a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
             }
         }
     /* acc is [co][ci][tap][16] */
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
         for (int t = 0; t < TAPS; t++) {
             float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * TAPS + t) * LANES;
             _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[c][t]));
         }
+}
+
+static AVX512 void dw_3(const geom *g, const float *xp, const float *dy, float *acc, int ci,
+                        int co0)
+{
+    dw_body(g, xp, dy, acc, ci, co0, 3);
 }
 
 static AVX512 void dw_2(const geom *g, const float *xp, const float *dy, float *acc, int ci,
@@ -291,13 +301,16 @@ static AVX512 void dw_1(const geom *g, const float *xp, const float *dy, float *
 /* One example's contribution to the weight-gradient accumulators. */
 static void dw_image(const geom *g, const float *xp, const float *dy, float *acc)
 {
-    for (int co = 0; co < g->cout; co += 2)
-        for (int ci = 0; ci < g->cin; ci++) {
-            if (co + 1 < g->cout)
-                dw_2(g, xp, dy, acc, ci, co);
-            else
-                dw_1(g, xp, dy, acc, ci, co);
-        }
+    int co = 0;
+    for (; co + 3 <= g->cout; co += 3)
+        for (int ci = 0; ci < g->cin; ci++)
+            dw_3(g, xp, dy, acc, ci, co);
+    for (int ci = 0; ci < g->cin && co < g->cout; ci++) {
+        if (co + 2 == g->cout)
+            dw_2(g, xp, dy, acc, ci, co);
+        else
+            dw_1(g, xp, dy, acc, ci, co);
+    }
 }
 
 /* dw[co][ci*9+t] += the 16 lanes of acc[co][ci][t], summed in a fixed order. */
