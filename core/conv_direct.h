@@ -1,9 +1,11 @@
 /*
- * conv_direct.h - the direct 3x3 / stride 1 / pad 1 convolution (conv_direct.c)
- * that conv.c dispatches to when a layer's shape and the CPU qualify.
+ * conv_direct.h - the direct 3x3 / pad 1 / stride 1 or 2 convolution
+ * (conv_direct.c) that conv.c dispatches to when a layer's shape and the
+ * CPU qualify.
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
- *   col  the zero-padded image of one example (input, or dy for dx)
+ *   col  one example's padded input (stride 2: split in phases), its padded
+ *        dy, and for stride 2 the four phases of its dx
  *   tmp  the weights repacked for the kernel, then the thread's weight-gradient
  *        accumulators (16 lanes per weight, summed horizontally at the end)
  *   dw   the thread's partial weight and bias gradient, as for im2col

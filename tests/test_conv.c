@@ -1,9 +1,9 @@
 /*
  * test_conv.c - core_conv_forward / core_conv_backward against naive loops.
  *
- * The shapes cover both paths of conv.c: 3x3 stride 1 pad 1 goes to the
- * direct convolution (conv_direct.c) on AVX-512 machines, everything else
- * to im2col + GEMM. Widths are chosen to not be multiples of 16 (masked
+ * The shapes cover both paths of conv.c: 3x3 pad 1 with stride 1 or 2 goes
+ * to the direct convolution (conv_direct.c) on AVX-512 machines, everything
+ * else to im2col + GEMM. Widths are chosen to not be multiples of 16 (masked
  * vector tails), channel counts to not be multiples of the kernel's blocks.
  */
 #include "testutil.h"
@@ -159,8 +159,15 @@ static const conv_case cases[] = {
     {4, 3, 3, 1, 1, 3, 17, 1},
     {5, 8, 3, 1, 1, 33, 40, 1},
     {2, 3, 3, 1, 1, 2, 64, 1},
-    /* im2col + GEMM */
+    /* stride 2 (direct, through the four input phases) */
     {16, 32, 3, 2, 1, 28, 28, 2},
+    {3, 5, 3, 2, 1, 7, 6, 2},
+    {16, 32, 3, 2, 1, 27, 27, 1},
+    {1, 8, 3, 2, 1, 5, 5, 3},
+    {4, 9, 3, 2, 1, 1, 2, 1},
+    {2, 16, 3, 2, 1, 14, 33, 1},
+    {7, 1, 3, 2, 1, 9, 12, 2},
+    /* im2col + GEMM */
     {2, 4, 5, 1, 0, 8, 8, 2},
     {3, 3, 3, 1, 0, 7, 6, 2},
     {2, 3, 3, 1, 1, 4, 70, 1},
