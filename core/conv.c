@@ -21,6 +21,7 @@
  */
 #include "layers.h"
 
+#include "conv_direct.h"
 #include "gemm.h"
 
 #include <omp.h>
@@ -39,6 +40,10 @@ static int chunk_examples(const core_conv *c, int n, int threads)
 
 void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[3])
 {
+    if (core_conv_direct_ok(c)) {
+        core_conv_direct_need(c, need);
+        return;
+    }
     const size_t cols = (size_t)chunk_examples(c, n, threads) * c->out.h * c->out.w;
     const size_t ckk = (size_t)c->cin * c->k * c->k, sizes[3] = {
         ckk * cols, (size_t)c->cout * cols, (size_t)c->cout * (ckk + 1)};
@@ -159,6 +164,10 @@ void core_conv_forward(const core_conv *c, const float *params, const float *x, 
     const int K = c->cout, CKK = c->cin * c->k * c->k;
     const size_t P = (size_t)c->out.h * c->out.w, in = core_shape_size(c->in);
     const chunking ch = chunks_of(c, n, s);
+    if (core_conv_direct_ok(c)) {
+        core_conv_direct_forward(c, params, x, y, n, s, ch.threads);
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(ch.threads)
     for (int i = 0; i < ch.count; i++) {
         const int t = omp_get_thread_num(), e0 = i * ch.per;
@@ -195,6 +204,12 @@ void core_conv_backward(const core_conv *c, const float *params, float *grads, c
     const chunking ch = chunks_of(c, n, s);
     if (param_grads)
         memset(s->dw, 0, sizeof(float) * s->dw_len * ch.threads);
+    if (core_conv_direct_ok(c)) {
+        core_conv_direct_backward(c, params, x, dy, dx, n, param_grads, s, ch.threads);
+        if (param_grads)
+            reduce_partials(c, grads, s, ch.threads);
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(ch.threads)
     for (int i = 0; i < ch.count; i++) {
         const int t = omp_get_thread_num(), e0 = i * ch.per;

@@ -15,10 +15,15 @@
  *       The peer's train recipe (PGD-AT, SGD momentum 0.9, wd 5e-4,
  *       one-cycle to 0.05) on Fashion-MNIST, then clean and PGD-20 test
  *       accuracy, printed as the peer prints them.
+ *   advbench layers [--model M] [--batch B] [--iters N] [--threads T]
+ *       Milliseconds per batch of each convolution's forward pass, input
+ *       gradient (dx) and weight gradient (dW) alone, on random data: where
+ *       the time of a workload goes, layer by layer.
  */
 #include "core/attack.h"
 #include "core/data.h"
 #include "core/gemm.h"
+#include "core/layers.h"
 #include "core/loss.h"
 #include "core/rng.h"
 #include "core/train.h"
@@ -47,7 +52,8 @@ static int usage(void)
                     "[--iters N] [--threads T] [--rounds R] [--peer PATH | --no-peer]\n"
                     "       advbench train [--model M] [--epochs N] [--eps E] [--steps K] "
                     "[--batch B] [--train-n N] [--test-n N] [--threads T] [--seed S] "
-                    "[--init he|torch]\n");
+                    "[--init he|torch]\n"
+                    "       advbench layers [--model M] [--batch B] [--iters N] [--threads T]\n");
     return 2;
 }
 
@@ -56,7 +62,8 @@ static int parse_args(int argc, char **argv, options *o)
     *o = (options){.model = "cnn-small", .init = "he", .peer = "../shared/peers/torch_peer.py", .batch = 128,
                    .steps = 7, .iters = 20, .threads = 2, .rounds = 3, .epochs = 1,
                    .train_n = 60000, .test_n = 10000, .eps = 0.1f};
-    if (argc < 2 || (strcmp(argv[1], "bench") && strcmp(argv[1], "train")))
+    if (argc < 2 || (strcmp(argv[1], "bench") && strcmp(argv[1], "train") &&
+                     strcmp(argv[1], "layers")))
         return -1;
     o->mode = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -287,6 +294,71 @@ static int bench(const options *o)
     return 0;
 }
 
+/* ---- layers ------------------------------------------------------------- */
+
+/* Milliseconds per call of pass (0 forward, 1 dx, 2 dW), best of iters. */
+static double time_pass(core_model *m, const core_conv *c, int pass, const float *x, float *y,
+                        float *dx, int n, int iters)
+{
+    double best = 1e30;
+    for (int i = 0; i < iters + 1; i++) {
+        double t0 = core_now_s();
+        if (pass == 0)
+            core_conv_forward(c, m->params, x, y, n, &m->scratch);
+        else
+            core_conv_backward(c, m->params, m->grads, x, y, pass == 1 ? dx : NULL, n, pass == 2,
+                               &m->scratch);
+        double ms = (core_now_s() - t0) * 1e3;
+        if (i > 0 && ms < best) /* the first call warms up */
+            best = ms;
+    }
+    return best;
+}
+
+static int layers(const options *o)
+{
+    char err[CORE_ERRLEN];
+    core_model *m;
+    if (core_model_create(o->model, (core_shape){1, 28, 28}, 10, 0, &m, err) ||
+        core_model_reserve(m, o->batch, err)) {
+        fprintf(stderr, "advbench: %s\n", err);
+        return 1;
+    }
+    size_t most = 1;
+    for (int i = 0; i < m->nlayers; i++)
+        most = core_shape_size(m->layers[i].in) > most ? core_shape_size(m->layers[i].in) : most;
+    most *= (size_t)o->batch;
+    float *x = core_alloc(sizeof(float) * most), *y = core_alloc(sizeof(float) * most),
+          *dx = core_alloc(sizeof(float) * most);
+    for (size_t i = 0; i < most; i++)
+        x[i] = core_rng_normal(1, 0, i);
+    printf("# model %s, batch %d, %d threads: ms per batch (best of %d)\n", o->model, o->batch,
+           o->threads, o->iters);
+    printf("layer\tshape\tforward\tdx\tdW\n");
+    double total[3] = {0, 0, 0};
+    for (int i = 0; i < m->nlayers; i++) {
+        const core_layer *l = &m->layers[i];
+        int nconv = l->kind == CORE_LAYER_CONV ? 1 : l->kind == CORE_LAYER_RES ? 2 : 0;
+        for (int k = 0; k < nconv; k++) {
+            const core_conv *c = &l->conv[k];
+            double ms[3];
+            for (int p = 0; p < 3; p++) {
+                ms[p] = time_pass(m, c, p, x, y, dx, o->batch, o->iters);
+                total[p] += ms[p];
+            }
+            printf("%s%s\t%dx%dx%d->%dx%dx%d k%d s%d\t%.3f\t%.3f\t%.3f\n", l->name,
+                   nconv > 1 ? (k ? ".b" : ".a") : "", c->cin, c->in.h, c->in.w, c->cout,
+                   c->out.h, c->out.w, c->k, c->stride, ms[0], ms[1], ms[2]);
+        }
+    }
+    printf("total\t\t%.3f\t%.3f\t%.3f\n", total[0], total[1], total[2]);
+    core_free(x);
+    core_free(y);
+    core_free(dx);
+    core_model_free(m);
+    return 0;
+}
+
 /* ---- train -------------------------------------------------------------- */
 
 static int epoch_done(void *ctx, const core_epoch_info *e)
@@ -354,5 +426,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &o))
         return usage();
     core_set_threads(o.threads);
+    if (strcmp(o.mode, "layers") == 0)
+        return layers(&o);
     return strcmp(o.mode, "bench") == 0 ? bench(&o) : train(&o);
 }

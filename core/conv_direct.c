@@ -1,0 +1,623 @@
+/*
+ * conv_direct.c - direct 3x3, pad 1, stride 1 or 2 convolution for small
+ * channel counts (resnet-tiny: 16 channels at 28x28, 32 at 14x14, and the
+ * stride-2 step between them), with AVX-512.
+ *
+ * Why not im2col + GEMM (conv.c) here: with 16 or 32 channels the im2col
+ * matrix is 9x larger than the image and the GEMM's inner dimension is only
+ * 144 or 288, so the profile was dominated by copying (im2col, col2im, the
+ * NCHW reorders, packing) rather than by multiplying. A direct convolution
+ * reads each image once from a small zero-padded copy that stays in L1/L2:
+ *
+ *   forward  y[co] = b[co] + sum_ci,ki,kj w[co][ci][ki][kj] * xpad[ci][r+ki][c+kj]
+ *   dx       the same convolution of the padded dy with the weights transposed
+ *            (cin <-> cout) and flipped (tap t -> 8 - t)
+ *   dW       dw[co][ci][t] += sum_r,c dy[co][r][c] * xpad[ci][r+ki][c+kj]
+ *
+ * Vectors run along image rows: a row of 28 is a full 16-lane vector and one
+ * of 12 lanes, a row of 14 one vector of 14. The image's vectors are numbered
+ * row by row; a tile is 8 output channels x 3 vectors, 24 zmm accumulators,
+ * and each (ci, tap) step loads 3 shifted input vectors and does 24 FMAs with
+ * broadcast weights (about 88% of the core's peak FMA rate measured). A last
+ * block of channels (or, one channel at a time, of vectors) is moved back to
+ * end at the image's end and recomputes a little: tiles only store, so
+ * recomputing is harmless and the kernel never branches. Loads may read past
+ * a row (the lanes are not stored); the padded buffer has slack so they stay
+ * inside it.
+ *
+ * Stride 2 splits the padded input into its four (row parity, column parity)
+ * phases, so every tap of an output row is again a contiguous read (from
+ * one phase). Its dx is computed phase by phase: input phase (a, b) is
+ * reached only by the taps ki = a, kj = b (mod 2), a stride-1 convolution
+ * of the padded dy with 4, 2, 2 or 1 taps; the phases are then interleaved
+ * back into the image.
+ *
+ * The weight gradient keeps 3 output channels x 9 taps of 16-lane partial
+ * sums in registers over one image (27 zmm; 2 channels were ~15% slower,
+ * bound by the 9 shifted input loads per vector), adds them into per-thread
+ * accumulators (tmp), and sums the 16 lanes once per call. dy lanes past a
+ * row's end are loaded as zeros, so the over-read input lanes contribute
+ * nothing.
+ *
+ * Threads: the weight gradient takes examples in a static order into
+ * per-thread partials that conv.c adds in thread order, so results depend
+ * on the thread count only. Forward and dx-only passes write each example's
+ * output independently of which thread computes it, so they take examples
+ * dynamically (better when another process takes a core now and then).
+ * Without AVX-512 conv.c keeps im2col + GEMM, whose own kernels have an
+ * AVX2 path.
+ */
+#include "conv_direct.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <string.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+#define INLINE inline __attribute__((always_inline))
+#define LANES 16
+#define TAPS 9
+#define SLACK 64 /* floats after a padded buffer: over-reads land here */
+#define MAX_WIDTH 64
+
+/* How a pass's taps lie in its input buffer. The kernels are compiled once
+ * per kind, so that for the 9-tap kinds the offsets are constants times wp
+ * (and the phase size) and fold into addressing; a table read in the inner
+ * loop cost a third of the weight gradient's speed. */
+enum { TAPS_S1, TAPS_S2, TAPS_LIST };
+
+/* One pass: cin planes of a padded input buffer to cout output planes of
+ * h x w. Output vector v (row r, segment s) reads, for tap t, the 16 floats
+ * at r * wp + s * 16 + tap_offset(t) of each input plane. */
+typedef struct {
+    int cin, cout, h, w;
+    int wp;            /* row stride of the input buffer */
+    size_t cstride;    /* floats per input plane in the buffer */
+    int kind;          /* TAPS_* */
+    int phase;         /* TAPS_S2: floats per phase */
+    int ntaps;
+    int tap[TAPS];     /* TAPS_LIST: offset of each tap from a vector's start */
+    int segs, nvec;    /* vectors per row, per image */
+    __mmask16 tail;    /* lanes of a row's last vector */
+} geom;
+
+static geom geom_base(int cin, int cout, int h, int w, int wp, size_t cstride)
+{
+    geom g = {.cin = cin, .cout = cout, .h = h, .w = w, .wp = wp, .cstride = cstride};
+    g.segs = (w + LANES - 1) / LANES;
+    g.nvec = g.segs * h;
+    int last = w - (g.segs - 1) * LANES;
+    g.tail = (__mmask16)((1u << last) - 1);
+    return g;
+}
+
+/* Stride 1: the input zero-padded by one pixel on every side. */
+static geom geom_s1(int cin, int cout, int h, int w)
+{
+    geom g = geom_base(cin, cout, h, w, w + 2, (size_t)(h + 2) * (w + 2));
+    g.kind = TAPS_S1;
+    g.ntaps = TAPS;
+    return g;
+}
+
+/* Stride 2: the padded input (ih + 2 rows) split into its four (row parity,
+ * column parity) phases of ph x pw, so that every tap of a stride-2 output
+ * row is a contiguous stride-1 read from one phase. */
+typedef struct {
+    int ph, pw;
+} phases;
+
+static phases phases_of(core_shape in)
+{
+    return (phases){(in.h + 3) / 2, (in.w + 3) / 2};
+}
+
+static geom geom_s2(int cin, int cout, core_shape in, core_shape out)
+{
+    const phases f = phases_of(in);
+    const int phase = f.ph * f.pw;
+    geom g = geom_base(cin, cout, out.h, out.w, f.pw, 4 * (size_t)phase);
+    g.kind = TAPS_S2;
+    g.phase = phase;
+    g.ntaps = TAPS;
+    return g;
+}
+
+/* dx of a stride-2 layer, one phase (a, b) of the padded input at a time:
+ * the phase pixel (R, C) is padded pixel (2R + a, 2C + b), reached by the
+ * taps ki = a (mod 2), kj = b (mod 2) from output pixel (R - ki/2, C - kj/2),
+ * a stride-1 convolution of dy (padded by one) with those taps. */
+static geom geom_dx_s2(const core_conv *c, int a, int b)
+{
+    const phases f = phases_of(c->in);
+    const int wp = c->out.w + 2;
+    geom g = geom_base(c->cout, c->cin, f.ph, f.pw, wp, (size_t)(c->out.h + 2) * wp);
+    g.kind = TAPS_LIST;
+    for (int ki = a; ki < 3; ki += 2)
+        for (int kj = b; kj < 3; kj += 2)
+            g.tap[g.ntaps++] = (1 - (ki >> 1)) * wp + (1 - (kj >> 1));
+    return g;
+}
+
+int core_conv_direct_ok(const core_conv *c)
+{
+    return c->k == 3 && (c->stride == 1 || c->stride == 2) && c->pad == 1 &&
+           c->in.w <= MAX_WIDTH && __builtin_cpu_supports("avx512f");
+}
+
+/* The per-thread col slice: the padded input, the padded dy, and for
+ * stride 2 the four dx phases. Each region keeps its zero borders. */
+typedef struct {
+    size_t xpad, dypad, dxph;
+} col_layout;
+
+static col_layout col_layout_of(const core_conv *c)
+{
+    const size_t dyp = (size_t)c->cout * (c->out.h + 2) * (c->out.w + 2) + SLACK;
+    if (c->stride == 1)
+        return (col_layout){(size_t)c->cin * (c->in.h + 2) * (c->in.w + 2) + SLACK, dyp, 0};
+    const phases f = phases_of(c->in);
+    const size_t ph = (size_t)c->cin * 4 * f.ph * f.pw;
+    return (col_layout){ph + SLACK, dyp, ph};
+}
+
+void core_conv_direct_need(const core_conv *c, size_t need[3])
+{
+    const col_layout l = col_layout_of(c);
+    const size_t w = (size_t)c->cin * c->cout * TAPS, sizes[3] = {
+        l.xpad + l.dypad + l.dxph, w + w * LANES, w + c->cout};
+    for (int i = 0; i < 3; i++)
+        need[i] = need[i] > sizes[i] ? need[i] : sizes[i];
+}
+
+/* ---- layout helpers ------------------------------------------------------ */
+
+/* Where vector v of the image starts: in the input buffer (at tap offset 0),
+ * in the output, and which lanes are real. */
+static INLINE void vec_at(const geom *g, int v, size_t *in, size_t *out, __mmask16 *m)
+{
+    const int row = v / g->segs, seg = v % g->segs;
+    *in = (size_t)row * g->wp + seg * LANES;
+    *out = (size_t)row * g->w + seg * LANES;
+    *m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
+}
+
+/* Images copied into a padded buffer only write its interior, so zeroing it
+ * once per call keeps the borders (and the slack) zero. */
+static void pad_copy(const float *src, int planes, int h, int w, float *buf)
+{
+    const int wp = w + 2;
+    for (int p = 0; p < planes; p++)
+        for (int r = 0; r < h; r++)
+            memcpy(buf + ((size_t)p * (h + 2) + r + 1) * wp + 1,
+                   src + ((size_t)p * h + r) * w, sizeof(float) * w);
+}
+
+/* Padded pixel (P, Q) = input (P - 1, Q - 1) goes to phase (P & 1, Q & 1)
+ * at (P / 2, Q / 2). */
+static void phase_copy(const float *src, int planes, core_shape in, float *buf)
+{
+    const phases f = phases_of(in);
+    const size_t phase = (size_t)f.ph * f.pw;
+    for (int p = 0; p < planes; p++)
+        for (int iy = 0; iy < in.h; iy++) {
+            const int P = iy + 1;
+            const float *s = src + ((size_t)p * in.h + iy) * in.w;
+            float *odd = buf + (4 * p + (P & 1) * 2 + 1) * phase + (size_t)(P >> 1) * f.pw;
+            float *even = odd - phase + 1; /* column Q = ix + 1: even ix -> odd Q */
+            for (int m = 0; m < in.w / 2; m++) {
+                odd[m] = s[2 * m];
+                even[m] = s[2 * m + 1];
+            }
+            if (in.w & 1)
+                odd[in.w / 2] = s[in.w - 1];
+        }
+}
+
+/* The inverse for dx: the four phases (each cin planes of ph x pw) back
+ * into the image. */
+static void phase_gather(const float *buf, int planes, core_shape in, float *dst)
+{
+    const phases f = phases_of(in);
+    const size_t phase = (size_t)planes * f.ph * f.pw;
+    for (int p = 0; p < planes; p++)
+        for (int iy = 0; iy < in.h; iy++) {
+            const int P = iy + 1;
+            float *d = dst + ((size_t)p * in.h + iy) * in.w;
+            const float *odd = buf + ((P & 1) * 2 + 1) * phase +
+                               ((size_t)p * f.ph + (P >> 1)) * f.pw;
+            const float *even = odd - phase + 1;
+            for (int m = 0; m < in.w / 2; m++) {
+                d[2 * m] = odd[m];
+                d[2 * m + 1] = even[m];
+            }
+            if (in.w & 1)
+                d[in.w - 1] = odd[in.w / 2];
+        }
+}
+
+/* Forward weights as [ci][tap][co]: the kernel broadcasts consecutive co. */
+static void pack_forward(const float *w, int cin, int cout, float *dst)
+{
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < TAPS; t++)
+                dst[((size_t)ci * TAPS + t) * cout + co] = w[((size_t)co * cin + ci) * TAPS + t];
+}
+
+/* Stride-1 dx weights: a convolution from cout planes to cin planes with
+ * the taps flipped, as [co][tap][ci]. */
+static void pack_transposed(const float *w, int cin, int cout, float *dst)
+{
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < TAPS; t++)
+                dst[((size_t)co * TAPS + (TAPS - 1 - t)) * cin + ci] =
+                    w[((size_t)co * cin + ci) * TAPS + t];
+}
+
+/* Stride-2 dx weights: for each phase (a, b) in turn, its taps (in
+ * geom_dx_s2's order) as [co][tap][ci]. */
+static void pack_phases(const float *w, int cin, int cout, float *dst)
+{
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            const int nt = (a ? 1 : 2) * (b ? 1 : 2);
+            int j = 0;
+            for (int ki = a; ki < 3; ki += 2)
+                for (int kj = b; kj < 3; kj += 2, j++)
+                    for (int co = 0; co < cout; co++)
+                        for (int ci = 0; ci < cin; ci++)
+                            dst[((size_t)co * nt + j) * cin + ci] =
+                                w[((size_t)co * cin + ci) * TAPS + ki * 3 + kj];
+            dst += (size_t)nt * cout * cin;
+        }
+}
+
+/* ---- convolution kernel (forward and dx) -------------------------------- */
+
+/* Offset of tap t; KIND is a constant at every call. */
+static INLINE int tap_offset(const geom *g, int t, const int KIND)
+{
+    const int ki = t / 3, kj = t % 3;
+    if (KIND == TAPS_S1)
+        return ki * g->wp + kj;
+    if (KIND == TAPS_S2) /* phase (ki & 1, kj & 1), shifted by (ki / 2, kj / 2) */
+        return ((ki & 1) * 2 + (kj & 1)) * g->phase + (ki >> 1) * g->wp + (kj >> 1);
+    return g->tap[t];
+}
+
+/* Output channels co0..co0+CO x image vectors v0..v0+NV. wk is
+ * [ci][tap][cout]; bias may be NULL. CO and NV are constants at every call (the wrappers
+ * below), so the accumulators live in registers. */
+static INLINE AVX512 void tile_body(const geom *g, const float *xp, const float *wk,
+                                    const float *bias, float *y, int co0, int v0, const int CO,
+                                    const int NV, const int KIND)
+{
+    __m512 acc[8][8];
+    size_t in[8], out[8];
+    __mmask16 m[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+        vec_at(g, v0 + v, &in[v], &out[v], &m[v]);
+#pragma GCC unroll 8
+    for (int c = 0; c < CO; c++) {
+        __m512 b = bias ? _mm512_set1_ps(bias[co0 + c]) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            acc[c][v] = b;
+    }
+    const int cout = g->cout, nt = KIND == TAPS_LIST ? g->ntaps : TAPS;
+    for (int ci = 0; ci < g->cin; ci++) {
+        const float *x = xp + ci * g->cstride, *w = wk + (size_t)ci * nt * cout + co0;
+#pragma GCC unroll 9
+        for (int t = 0; t < nt; t++) {
+            const int off = tap_offset(g, t, KIND);
+            __m512 xv[8];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+                xv[v] = _mm512_loadu_ps(x + in[v] + off);
+#pragma GCC unroll 8
+            for (int c = 0; c < CO; c++) {
+                __m512 wv = _mm512_set1_ps(w[t * cout + c]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++)
+                    acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);
+            }
+        }
+    }
+    const size_t hw = (size_t)g->h * g->w;
+#pragma GCC unroll 8
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(y + (co0 + c) * hw + out[v], m[v], acc[c][v]);
+}
+
+typedef void (*tile_fn)(const geom *, const float *, const float *, const float *, float *, int,
+                        int);
+
+/* The tiles of one tap kind: 8 channels x 3, 2, 1 vectors; 1 x 8, 1 x 1. */
+typedef struct {
+    tile_fn t8x3, t8x2, t8x1, t1x8, t1x1;
+} tile_set;
+
+#define TILE(CO, NV, KIND)                                                                    \
+    static AVX512 void tile_##CO##x##NV##_##KIND(const geom *g, const float *xp,              \
+                                                 const float *wk, const float *bias,          \
+                                                 float *y, int co0, int v0)                   \
+    {                                                                                         \
+        tile_body(g, xp, wk, bias, y, co0, v0, CO, NV, KIND);                                 \
+    }
+#define TILE_SET(KIND)                                                                        \
+    TILE(8, 3, KIND) TILE(8, 2, KIND) TILE(8, 1, KIND) TILE(1, 8, KIND) TILE(1, 1, KIND)
+TILE_SET(TAPS_S1)
+TILE_SET(TAPS_S2)
+TILE_SET(TAPS_LIST)
+#define SET_OF(KIND)                                                                          \
+    {tile_8x3_##KIND, tile_8x2_##KIND, tile_8x1_##KIND, tile_1x8_##KIND, tile_1x1_##KIND}
+
+static const tile_set tile_sets[] = {SET_OF(TAPS_S1), SET_OF(TAPS_S2), SET_OF(TAPS_LIST)};
+
+/* Every vector of the image for output channels co0..co0+8: 3 at a time,
+ * then the 1 or 2 left over. */
+static void tile_image_8(const geom *g, const tile_set *ts, const float *xp, const float *wk,
+                         const float *bias, float *y, int co0)
+{
+    int v = 0;
+    for (; v + 3 <= g->nvec; v += 3)
+        ts->t8x3(g, xp, wk, bias, y, co0, v);
+    if (g->nvec - v == 2)
+        ts->t8x2(g, xp, wk, bias, y, co0, v);
+    else if (g->nvec - v == 1)
+        ts->t8x1(g, xp, wk, bias, y, co0, v);
+}
+
+/* One output channel: 8 vectors at a time, the last group moved back to
+ * end at the image's end (see the header comment). */
+static void tile_image_1(const geom *g, const tile_set *ts, const float *xp, const float *wk,
+                         const float *bias, float *y, int co)
+{
+    if (g->nvec < 8) {
+        for (int v = 0; v < g->nvec; v++)
+            ts->t1x1(g, xp, wk, bias, y, co, v);
+        return;
+    }
+    for (int v = 0; v < g->nvec; v += 8)
+        ts->t1x8(g, xp, wk, bias, y, co, v + 8 <= g->nvec ? v : g->nvec - 8);
+}
+
+/* y (cout planes of h x w) = the convolution of the padded image xp. Blocks
+ * of 8 output channels, the last one moved back to end at cout; fewer than
+ * 8 channels (dx of a first layer) one at a time. */
+static void conv_image(const geom *g, const float *xp, const float *wk, const float *bias,
+                       float *y)
+{
+    const tile_set *ts = &tile_sets[g->kind];
+    if (g->cout >= 8) {
+        for (int co = 0; co < g->cout; co += 8)
+            tile_image_8(g, ts, xp, wk, bias, y, co + 8 <= g->cout ? co : g->cout - 8);
+        return;
+    }
+    for (int co = 0; co < g->cout; co++)
+        tile_image_1(g, ts, xp, wk, bias, y, co);
+}
+
+/* ---- weight-gradient kernel --------------------------------------------- */
+
+/* acc[c][t] (16 lanes each, in memory) += sum over the image's vectors of
+ * dy[co0+c] * xpad[ci] shifted by tap t. CO is a constant at every call. */
+static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *dy, float *acc,
+                                  int ci, int co0, const int CO, const int KIND)
+{
+    __m512 a[3][TAPS];
+#pragma GCC unroll 3
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 9
+        for (int t = 0; t < TAPS; t++)
+            a[c][t] = _mm512_setzero_ps();
+    /* Tap offsets split into a row part and a column part (both kinds'
+     * offsets are sums of the two), so each load is a row pointer plus a
+     * small constant or one register. */
+    const int r1 = tap_offset(g, 3, KIND), r2 = tap_offset(g, 6, KIND);
+    const int c1 = tap_offset(g, 1, KIND), c2 = tap_offset(g, 2, KIND);
+    const size_t hw = (size_t)g->h * g->w;
+    const float *x = xp + ci * g->cstride, *d0 = dy + co0 * hw;
+    for (int row = 0; row < g->h; row++) {
+        const float *xr = x + (size_t)row * g->wp, *dr = d0 + (size_t)row * g->w;
+        for (int seg = 0; seg < g->segs; seg++) {
+            const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
+            const float *rows[3] = {xr + seg * LANES, xr + seg * LANES + r1, xr + seg * LANES + r2};
+            const int cols[3] = {0, c1, c2};
+            __m512 d[3];
+#pragma GCC unroll 3
+            for (int c = 0; c < CO; c++)
+                d[c] = _mm512_maskz_loadu_ps(m, dr + c * hw + seg * LANES);
+#pragma GCC unroll 9
+            for (int t = 0; t < TAPS; t++) {
+                __m512 xv = _mm512_loadu_ps(rows[t / 3] + cols[t % 3]);
+                /* One load for CO FMAs: GCC would fold it into each. */
+                __asm__("" : "+v"(xv));
+#pragma GCC unroll 3
+                for (int c = 0; c < CO; c++)
+                    a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+            }
+        }
+    }
+    /* acc is [co][ci][tap][16] */
+#pragma GCC unroll 3
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 9
+        for (int t = 0; t < TAPS; t++) {
+            float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * TAPS + t) * LANES;
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[c][t]));
+        }
+}
+
+typedef void (*dw_fn)(const geom *, const float *, const float *, float *, int, int);
+
+#define DW(CO, KIND)                                                                         \
+    static AVX512 void dw_##CO##_##KIND(const geom *g, const float *xp, const float *dy,     \
+                                        float *acc, int ci, int co0)                         \
+    {                                                                                        \
+        dw_body(g, xp, dy, acc, ci, co0, CO, KIND);                                          \
+    }
+DW(3, TAPS_S1) DW(2, TAPS_S1) DW(1, TAPS_S1)
+DW(3, TAPS_S2) DW(2, TAPS_S2) DW(1, TAPS_S2)
+static const dw_fn dw_sets[2][3] = {{dw_1_TAPS_S1, dw_2_TAPS_S1, dw_3_TAPS_S1},
+                                    {dw_1_TAPS_S2, dw_2_TAPS_S2, dw_3_TAPS_S2}};
+
+/* One example's contribution to the weight-gradient accumulators: output
+ * channels 3 at a time, then the 1 or 2 left over. */
+static void dw_image(const geom *g, const float *xp, const float *dy, float *acc)
+{
+    const dw_fn *fn = dw_sets[g->kind];
+    int co = 0;
+    for (; co + 3 <= g->cout; co += 3)
+        for (int ci = 0; ci < g->cin; ci++)
+            fn[2](g, xp, dy, acc, ci, co);
+    if (co < g->cout)
+        for (int ci = 0; ci < g->cin; ci++)
+            fn[g->cout - co - 1](g, xp, dy, acc, ci, co);
+}
+
+/* dw[co][ci*9+t] += the 16 lanes of acc[co][ci][t], summed in a fixed order. */
+static AVX512 void dw_finish(const float *acc, float *dw, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dw[i] += _mm512_reduce_add_ps(_mm512_loadu_ps(acc + i * LANES));
+}
+
+/* ---- passes -------------------------------------------------------------- */
+
+/* The layer's input x, padded (stride 1) or split into phases (stride 2). */
+static void input_copy(const core_conv *c, const float *x, float *buf)
+{
+    if (c->stride == 1)
+        pad_copy(x, c->cin, c->in.h, c->in.w, buf);
+    else
+        phase_copy(x, c->cin, c->in, buf);
+}
+
+static geom geom_forward(const core_conv *c)
+{
+    return c->stride == 1 ? geom_s1(c->cin, c->cout, c->out.h, c->out.w)
+                          : geom_s2(c->cin, c->cout, c->in, c->out);
+}
+
+void core_conv_direct_forward(const core_conv *c, const float *params, const float *x, float *y,
+                              int n, core_conv_scratch *s, int threads)
+{
+    const geom g = geom_forward(c);
+    const col_layout l = col_layout_of(c);
+    const size_t in = core_shape_size(c->in), out = core_shape_size(c->out);
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        float *xp = s->col + t * s->col_len, *wk = s->tmp + t * s->tmp_len;
+        pack_forward(params + c->w_off, c->cin, c->cout, wk);
+        memset(xp, 0, sizeof(float) * l.xpad);
+        /* Each example's output is the same whichever thread computes it. */
+#pragma omp for schedule(dynamic, 2)
+        for (int e = 0; e < n; e++) {
+            input_copy(c, x + e * in, xp);
+            conv_image(&g, xp, wk, params + c->b_off, y + e * out);
+        }
+    }
+}
+
+/* How dx is computed: one stride-1 pass, or one pass per input phase. */
+typedef struct {
+    int passes;
+    geom g[4];
+    size_t woff[4]; /* each pass's packed weights */
+} dx_plan;
+
+static dx_plan dx_plan_of(const core_conv *c)
+{
+    dx_plan d = {0};
+    if (c->stride == 1) {
+        d.passes = 1;
+        d.g[0] = geom_s1(c->cout, c->cin, c->in.h, c->in.w);
+        return d;
+    }
+    size_t off = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            d.g[d.passes] = geom_dx_s2(c, a, b);
+            d.woff[d.passes++] = off;
+            off += (size_t)d.g[d.passes - 1].ntaps * c->cin * c->cout;
+        }
+    return d;
+}
+
+/* One example's input gradient from its dy: dy is padded, each pass
+ * convolves it with its packed weights, stride 2 interleaves the phases. */
+static void dx_example(const core_conv *c, const dx_plan *d, const float *dye, float *dyp,
+                       float *phase, const float *wk, float *dxe)
+{
+    pad_copy(dye, c->cout, c->out.h, c->out.w, dyp);
+    if (c->stride == 1) {
+        conv_image(&d->g[0], dyp, wk, NULL, dxe);
+        return;
+    }
+    const size_t block = (size_t)c->cin * d->g[0].h * d->g[0].w;
+    for (int p = 0; p < d->passes; p++)
+        conv_image(&d->g[p], dyp, wk + d->woff[p], NULL, phase + p * block);
+    phase_gather(phase, c->cin, c->in, dxe);
+}
+
+/* One example's weight and bias gradient, into the thread's accumulators. */
+static void dw_example(const core_conv *c, const geom *gw, const float *xe, const float *dye,
+                       float *xp, float *acc, float *db)
+{
+    const size_t hw = (size_t)gw->h * gw->w;
+    input_copy(c, xe, xp);
+    dw_image(gw, xp, dye, acc);
+    for (int co = 0; co < gw->cout; co++) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (size_t j = 0; j < hw; j++)
+            sum += dye[co * hw + j];
+        db[co] += sum;
+    }
+}
+
+void core_conv_direct_backward(const core_conv *c, const float *params, const float *x,
+                               const float *dy, float *dx, int n, int param_grads,
+                               core_conv_scratch *s, int threads)
+{
+    const geom gw = geom_forward(c);
+    const dx_plan d = dx_plan_of(c);
+    const col_layout l = col_layout_of(c);
+    const size_t in = core_shape_size(c->in), out = core_shape_size(c->out);
+    const size_t wlen = (size_t)c->cin * c->cout * TAPS;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        float *xp = s->col + t * s->col_len, *dyp = xp + l.xpad, *phase = dyp + l.dypad;
+        float *wk = s->tmp + t * s->tmp_len, *acc = wk + wlen;
+        float *dw = s->dw + t * s->dw_len, *db = dw + wlen;
+        if (dx && c->stride == 1)
+            pack_transposed(params + c->w_off, c->cin, c->cout, wk);
+        else if (dx)
+            pack_phases(params + c->w_off, c->cin, c->cout, wk);
+        memset(xp, 0, sizeof(float) * (l.xpad + l.dypad));
+        if (param_grads) {
+            memset(acc, 0, sizeof(float) * wlen * LANES);
+            /* The partials are per thread: the split must be a fixed one. */
+#pragma omp for schedule(static)
+            for (int e = 0; e < n; e++) {
+                dw_example(c, &gw, x + e * in, dy + e * out, xp, acc, db);
+                if (dx)
+                    dx_example(c, &d, dy + e * out, dyp, phase, wk, dx + e * in);
+            }
+            dw_finish(acc, dw, wlen);
+        } else if (dx) {
+            /* Each example's dx is the same whichever thread computes it. */
+#pragma omp for schedule(dynamic, 2)
+            for (int e = 0; e < n; e++)
+                dx_example(c, &d, dy + e * out, dyp, phase, wk, dx + e * in);
+        }
+    }
+}
