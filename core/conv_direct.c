@@ -183,14 +183,22 @@ static INLINE void vec_at(const geom *g, int v, size_t *in, size_t *out, __mmask
 }
 
 /* Images copied into a padded buffer only write its interior, so zeroing it
- * once per call keeps the borders (and the slack) zero. */
-static void pad_copy(const float *src, int planes, int h, int w, float *buf)
+ * once per call keeps the borders (and the slack) zero. Rows are 7 to 64
+ * floats: a memcpy call per row cost more than its copy (5 % of a PGD
+ * profile), so rows go through masked vector moves. */
+static AVX512 void pad_copy(const float *src, int planes, int h, int w, float *buf)
 {
     const int wp = w + 2;
     for (int p = 0; p < planes; p++)
-        for (int r = 0; r < h; r++)
-            memcpy(buf + ((size_t)p * (h + 2) + r + 1) * wp + 1,
-                   src + ((size_t)p * h + r) * w, sizeof(float) * w);
+        for (int r = 0; r < h; r++) {
+            const float *s = src + ((size_t)p * h + r) * w;
+            float *d = buf + ((size_t)p * (h + 2) + r + 1) * wp + 1;
+            for (int j = 0; j < w; j += LANES) {
+                const __mmask16 m = w - j >= LANES ? (__mmask16)0xFFFF
+                                                   : (__mmask16)((1u << (w - j)) - 1);
+                _mm512_mask_storeu_ps(d + j, m, _mm512_maskz_loadu_ps(m, s + j));
+            }
+        }
 }
 
 /* Padded pixel (P, Q) = input (P - 1, Q - 1) goes to phase (P & 1, Q & 1)
