@@ -61,6 +61,22 @@ static void valid_range(int ow, int iw, int stride, int off, int *lo, int *hi)
     *hi = b < ow ? (b > *lo ? b : *lo) : ow;
 }
 
+/* n floats: rows here are 7 to 28 floats, too short for a memcpy or
+ * memset call to pay (they were 15 % of a madry PGD profile). */
+static inline void copy_row(float *restrict d, const float *restrict s, int n)
+{
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+        d[i] = s[i];
+}
+
+static inline void zero_row(float *d, int n)
+{
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+        d[i] = 0.0f;
+}
+
 /* Rows of col are (ci, ki, kj); example e covers columns e*P..e*P+P. The
  * valid span of each output row is copied in one pass, padding zero-filled. */
 static void im2col(const core_conv *c, const float *x, float *col, int n)
@@ -78,17 +94,17 @@ static void im2col(const core_conv *c, const float *x, float *col, int n)
                 const int iy = oy * s - c->pad + ki;
                 float *d = dst + (size_t)oy * ow;
                 if (iy < 0 || iy >= ih) {
-                    memset(d, 0, sizeof(float) * ow);
+                    zero_row(d, ow);
                     continue;
                 }
                 const float *src = xc + (size_t)iy * iw + off;
-                memset(d, 0, sizeof(float) * lo);
+                zero_row(d, lo);
                 if (s == 1) /* the common case: a straight copy */
-                    memcpy(d + lo, src + lo, sizeof(float) * (hi - lo));
+                    copy_row(d + lo, src + lo, hi - lo);
                 else
                     for (int ox = lo; ox < hi; ox++)
                         d[ox] = src[ox * s];
-                memset(d + hi, 0, sizeof(float) * (ow - hi));
+                zero_row(d + hi, ow - hi);
             }
         }
     }
