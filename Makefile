@@ -65,6 +65,10 @@ $(BUILD)/%.o: %.c $(wildcard core/*.h) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# conv.c and gemm.c copy rows of 7 to 32 floats in loops; GCC would turn
+# them into memcpy/memset calls, which cost more than the copies.
+$(BUILD)/core/conv.o $(BUILD)/core/gemm.o: override CFLAGS += -fno-tree-loop-distribute-patterns
+
 $(BUILD)/libcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
