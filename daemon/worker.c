@@ -20,6 +20,7 @@
  * worker -> daemon, on the worker's stdout (its C stdout is sent to stderr,
  * so that nothing else can write into the protocol):
  *   {"type":"progress","progress":P,"epoch":E,"step":S,"images_per_s":R,"loss":L}
+ *                                   (evaluations: P only, at most once a second)
  *   {"type":"metrics","epoch":E,"step":S,"values":{"train_loss":..,...}}  null: NaN
  *   {"type":"checkpoint","epoch":E,"step":S,"val_robust_acc":A|null,"state":"<state>"}
  *   {"type":"eval","spec":{...},"eps":X,"n":N,"clean_acc":A,"robust_acc":B,
@@ -419,6 +420,28 @@ static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
     return 0;
 }
 
+/* Whether the evaluation has work after its attacks (extras.c). */
+static int has_extras(const adv_eval_spec *es)
+{
+    return es->calibration || es->corruptions || es->explain || es->images != ADV_IMAGES_NONE;
+}
+
+/* An evaluation's progress p in [0, 1], at most once a second unless
+ * forced: the attacks take the first 70 % when extras follow, else all. */
+static void eval_progress(worker *w, double p, int force)
+{
+    if (!force && core_now_s() - w->last_progress < 1.0)
+        return;
+    w->last_progress = core_now_s();
+    send_msg(w, json_pack("{s:s, s:f, s:i, s:i}", "type", "progress", "progress", p, "epoch", 0,
+                          "step", 0));
+}
+
+static double attack_share(const adv_eval_spec *es)
+{
+    return has_extras(es) ? 0.7 : 1.0;
+}
+
 /* The attack or suite at one eps over every example, batch by batch. */
 static int eval_eps(worker *w, eval_run *r, float eps, int which, double *acc)
 {
@@ -447,6 +470,7 @@ static int eval_eps(worker *w, eval_run *r, float eps, int which, double *acc)
                    core_model_forward(r->m, r->x_adv, k), sizeof(float) * r->m->nclass * k);
         if (should_stop(w))
             return core_errf(w->err, "stopped before the evaluation finished");
+        eval_progress(w, attack_share(es) * (which + (double)(off + k) / r->n) / es->neps, 0);
     }
     for (int i = 0; i < r->n; i++)
         survived += r->robust[i] != 0;
@@ -502,11 +526,16 @@ static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
                            .batch = r->batch, .adv_logits = r->adv_logits, .es = es,
                            .parent = parent, .send = extras_send,
                            .stop = extras_stop, .ctx = w, .err = w->err};
-    if ((es->calibration && advd_extras_calibration(&x)) ||
-        (es->corruptions && advd_extras_corruptions(&x)) ||
-        (es->explain && advd_extras_explanations(&x)))
-        return -1;
-    return advd_extras_images(&x);
+    int (*const steps[4])(const advd_extras *) = {
+        es->calibration ? advd_extras_calibration : NULL,
+        es->corruptions ? advd_extras_corruptions : NULL,
+        es->explain ? advd_extras_explanations : NULL, advd_extras_images};
+    for (int i = 0; i < 4; i++) {
+        if (steps[i] && steps[i](&x))
+            return -1;
+        eval_progress(w, attack_share(es) + (1 - attack_share(es)) * (i + 1) / 4, 1);
+    }
+    return 0;
 }
 
 static int run_eval(worker *w, const adv_jobspec *parent)
@@ -534,8 +563,7 @@ static int run_eval(worker *w, const adv_jobspec *parent)
                 goto out;
             np += k;
         }
-        send_msg(w, json_pack("{s:s, s:f, s:i, s:i}", "type", "progress", "progress",
-                              (double)(i + 1) / es->neps, "epoch", 0, "step", i + 1));
+        eval_progress(w, attack_share(es) * (i + 1) / es->neps, 1);
     }
     core_warnings warn = {0};
     if (es->sanity)
