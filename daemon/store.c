@@ -544,6 +544,20 @@ static int collect(adv_store *st, sqlite3_stmt *s, size_t size, read_fn read_one
     return 0;
 }
 
+/* A job's rows of statement id (its ?1 the job), collected with read_one. */
+static int list_of_job(adv_store *st, int id, int64_t job, size_t size, read_fn read_one,
+                       void (*free_all)(void *, int), const char *what, void **out, int *n,
+                       char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = prep(st, id, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, job);
+    return collect(st, s, size, read_one, free_all, what, out, n, err);
+}
+
 static int read_job_v(sqlite3_stmt *s, void *item, char *err)
 {
     return read_job(s, item, err);
@@ -791,14 +805,8 @@ static void free_ckpts_v(void *p, int n)
 
 int adv_store_ckpt_list(adv_store *st, int64_t job, adv_ckpt **out, int *n, char *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *s = prep(st, S_CKPT_LIST, err);
-    if (!s)
-        return -1;
-    sqlite3_bind_int64(s, 1, job);
-    return collect(st, s, sizeof(adv_ckpt), read_ckpt_v, free_ckpts_v, "list checkpoints",
-                   (void **)out, n, err);
+    return list_of_job(st, S_CKPT_LIST, job, sizeof(adv_ckpt), read_ckpt_v, free_ckpts_v,
+                       "list checkpoints", (void **)out, n, err);
 }
 
 /* --------------------------------------------------------------- metrics */
@@ -998,14 +1006,8 @@ static void free_evals_v(void *p, int n)
 
 int adv_store_eval_list(adv_store *st, int64_t job, adv_eval **out, int *n, char *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *s = prep(st, S_EVAL_LIST, err);
-    if (!s)
-        return -1;
-    sqlite3_bind_int64(s, 1, job);
-    return collect(st, s, sizeof(adv_eval), read_eval, free_evals_v, "list evaluations",
-                   (void **)out, n, err);
+    return list_of_job(st, S_EVAL_LIST, job, sizeof(adv_eval), read_eval, free_evals_v,
+                       "list evaluations", (void **)out, n, err);
 }
 
 /* --------------------------------------------------- reports and images */
@@ -1065,14 +1067,8 @@ static void free_reports_v(void *p, int n)
 
 int adv_store_report_list(adv_store *st, int64_t job, adv_report **out, int *n, char *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *s = prep(st, S_REPORT_LIST, err);
-    if (!s)
-        return -1;
-    sqlite3_bind_int64(s, 1, job);
-    return collect(st, s, sizeof(adv_report), read_report, free_reports_v, "list reports",
-                   (void **)out, n, err);
+    return list_of_job(st, S_REPORT_LIST, job, sizeof(adv_report), read_report, free_reports_v,
+                       "list reports", (void **)out, n, err);
 }
 
 int adv_store_image_put(adv_store *st, int64_t job, const char *name, const uint8_t *data,
@@ -1121,12 +1117,6 @@ static void free_images_v(void *p, int n)
 
 int adv_store_image_list(adv_store *st, int64_t job, adv_image **out, int *n, char *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *s = prep(st, S_IMAGE_LIST, err);
-    if (!s)
-        return -1;
-    sqlite3_bind_int64(s, 1, job);
-    return collect(st, s, sizeof(adv_image), read_image, free_images_v, "list images",
-                   (void **)out, n, err);
+    return list_of_job(st, S_IMAGE_LIST, job, sizeof(adv_image), read_image, free_images_v,
+                       "list images", (void **)out, n, err);
 }
