@@ -74,7 +74,7 @@ $(BUILD)/libcore.a: $(CORE_OBJ)
 
 # proto/ and the daemon's library parts (everything but its main); core/
 # objects do not depend on their headers.
-$(ADV_OBJ) $(ADVD_OBJ) $(TEST_SRC:%.c=$(BUILD)/%.o): $(wildcard proto/*.h daemon/*.h)
+$(ADV_OBJ) $(ADVD_OBJ) $(TEST_SRC:%.c=$(BUILD)/%.o): $(wildcard proto/*.h daemon/*.h tests/*.h)
 $(BUILD)/libadvd.a: $(ADV_OBJ)
 	ar rcs $@ $^
 

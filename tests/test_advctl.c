@@ -28,24 +28,11 @@
 #include <png.h>
 
 #include "core/state.h"
+#include "daemon_harness.h"
 
 #define TINY_MODEL "conv4k3p1 relu maxpool2 fc10"
 
 /* ------------------------------------------------------------ the daemon */
-
-typedef struct {
-    char dir[256], sock[300], db[300], log[300];
-    pid_t pid;
-} daemon_t;
-
-static daemon_t D;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char *env_or(const char *name, const char *dflt)
 {
@@ -69,50 +56,14 @@ static char *read_text(const char *path)
 
 static void start_daemon(void)
 {
-    D.pid = fork();
-    ck_assert_int_ge(D.pid, 0);
-    if (D.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(D.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0)
-            dup2(fd, 2);
-        const char *bin = env_or("ADV_BIN", "bin/advd");
-        execl(bin, bin, "--foreground", "--socket", D.sock, "--db", D.db, "--threads", "1",
-              "--final-eval-limit", "100", "--grace", "5", (char *)NULL);
-        _exit(127);
-    }
-    char needle[64];
-    snprintf(needle, sizeof needle, "advd[%d]: advd %s listening on", (int)D.pid, ADV_VERSION);
-    double t0 = now_s();
-    for (;;) {
-        char *log = access(D.log, F_OK) == 0 ? read_text(D.log) : strdup("");
-        int ready = strstr(log, needle) != NULL;
-        free(log);
-        if (ready)
-            break;
-        int status;
-        ck_assert_msg(waitpid(D.pid, &status, WNOHANG) == 0, "advd exited at startup");
-        ck_assert_msg(now_s() - t0 < 10, "advd did not listen within 10 s");
-        usleep(5000);
-    }
+    start_daemon_with(NULL);
 }
 
-static void setup(void)
+/* The harness's setup, and no socket from the environment. */
+static void ctl_setup(void)
 {
-    memset(&D, 0, sizeof D);
-    adv_test_tmpdir(D.dir, sizeof D.dir);
-    snprintf(D.sock, sizeof D.sock, "%s/advd.sock", D.dir);
-    snprintf(D.db, sizeof D.db, "%s/advd.db", D.dir);
-    snprintf(D.log, sizeof D.log, "%s/advd.log", D.dir);
+    setup();
     unsetenv("ADVD_SOCKET");
-}
-
-static void teardown(void)
-{
-    if (D.pid > 0) {
-        kill(D.pid, SIGKILL);
-        waitpid(D.pid, NULL, 0);
-    }
 }
 
 /* ------------------------------------------------------------ advctl */
@@ -706,7 +657,7 @@ static Suite *advctl_suite(void)
     Suite *s = suite_create("advctl");
     TCase *tc = tcase_create("advctl");
     tcase_set_timeout(tc, 90);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, ctl_setup, teardown);
     tcase_add_test(tc, test_no_daemon);
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_ping_version_missing);
