@@ -37,10 +37,42 @@ static pool_window window_of(const core_layer *l)
     return (pool_window){l->pool, l->pool, l->stride, l->stride};
 }
 
+/* One output row of a 2x2, stride-2 max pool: the common window, written
+ * without branches (the general loop's data-dependent branches mispredicted
+ * half the time, ~5 % of a madry profile). Same choice as the general loop:
+ * the first of the four in row-major order unless a later one is strictly
+ * greater. */
+static void maxpool2_row(const float *r0, int iw, int ow, int base, float *y, int *argmax)
+{
+    const float *r1 = r0 + iw;
+#pragma omp simd
+    for (int ox = 0; ox < ow; ox++) {
+        float v = r0[2 * ox];
+        int i = base + 2 * ox;
+        const float b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+        i = b > v ? base + 2 * ox + 1 : i;
+        v = b > v ? b : v;
+        i = c > v ? base + iw + 2 * ox : i;
+        v = c > v ? c : v;
+        i = d > v ? base + iw + 2 * ox + 1 : i;
+        v = d > v ? d : v;
+        y[ox] = v;
+        argmax[ox] = i;
+    }
+}
+
 void core_maxpool_forward(const core_layer *l, const float *x, float *y, int *argmax, int n)
 {
     const pool_window pw = window_of(l);
     const int planes = n * l->in.c, ih = l->in.h, iw = l->in.w, oh = l->out.h, ow = l->out.w;
+    if (pw.kh == 2 && pw.kw == 2 && pw.sh == 2 && pw.sw == 2) {
+#pragma omp parallel for schedule(static)
+        for (int pl = 0; pl < planes; pl++)
+            for (int oy = 0; oy < oh; oy++)
+                maxpool2_row(x + (size_t)pl * ih * iw + (size_t)2 * oy * iw, iw, ow, 2 * oy * iw,
+                             y + ((size_t)pl * oh + oy) * ow, argmax + ((size_t)pl * oh + oy) * ow);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
         const float *xp = x + (size_t)pl * ih * iw;

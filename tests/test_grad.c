@@ -144,6 +144,40 @@ START_TEST(grad_fc) { check_spec("fc4", (core_shape){2, 3, 3}, 4); }
 END_TEST
 START_TEST(grad_maxpool_only) { check_spec("maxpool2 fc3", (core_shape){2, 6, 6}, 3); }
 END_TEST
+/* The branch-free 2x2 max pool against the plain definition, with many
+ * ties (the first of equals wins) and odd sizes (the last row and column
+ * dropped). */
+START_TEST(maxpool2_matches_definition)
+{
+    char err[CORE_ERRLEN];
+    core_model *m;
+    const core_shape in = {2, 5, 7};
+    ck_assert_msg(core_model_create("maxpool2 fc3", in, 3, 1, &m, err) == 0, "%s", err);
+    ck_assert(core_model_reserve(m, 3, err) == 0);
+    float x[3 * 2 * 5 * 7];
+    for (int i = 0; i < 3 * 70; i++)
+        x[i] = (float)((i * 7919) % 5);
+    core_model_forward(m, x, 3);
+    const core_layer *l = &m->layers[0];
+    ck_assert_int_eq(l->out.h, 2);
+    ck_assert_int_eq(l->out.w, 3);
+    for (int pl = 0; pl < 3 * 2; pl++)
+        for (int oy = 0; oy < 2; oy++)
+            for (int ox = 0; ox < 3; ox++) {
+                const float *p = x + pl * 35;
+                int best = 2 * oy * 7 + 2 * ox;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++)
+                        if (p[(2 * oy + dy) * 7 + 2 * ox + dx] > p[best])
+                            best = (2 * oy + dy) * 7 + 2 * ox + dx;
+                const int o = (pl * 2 + oy) * 3 + ox;
+                ck_assert_int_eq(l->argmax[o], best);
+                ck_assert_float_eq(l->y[o], p[best]);
+            }
+    core_model_free(m);
+}
+END_TEST
+
 START_TEST(grad_relu) { check_spec("fc8 relu fc3", (core_shape){1, 4, 4}, 3); }
 END_TEST
 START_TEST(grad_conv) { check_spec("conv3k3p1 fc3", (core_shape){2, 5, 5}, 3); }
@@ -227,6 +261,7 @@ static Suite *suite_grad(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, grad_fc);
     tcase_add_test(tc, grad_maxpool_only);
+    tcase_add_test(tc, maxpool2_matches_definition);
     tcase_add_test(tc, grad_relu);
     tcase_add_test(tc, grad_conv);
     tcase_add_test(tc, grad_conv_stride);
