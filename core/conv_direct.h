@@ -1,6 +1,6 @@
 /*
- * conv_direct.h - the direct 3x3 / pad 1 / stride 1 or 2 convolution
- * (conv_direct.c) that conv.c dispatches to when a layer's shape and the
+ * conv_direct.h - the direct 3x3 (pad 1, stride 1 or 2) and 5x5 (pad 2,
+ * stride 1) convolution (conv_direct.c) that conv.c dispatches to when a layer's shape and the
  * CPU qualify.
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
