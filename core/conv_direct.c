@@ -14,7 +14,8 @@
  *
  *   forward  y[co] = b[co] + sum_ci,ki,kj w[co][ci][ki][kj] * xpad[ci][r+ki][c+kj]
  *   dx       the same convolution of the padded dy with the weights transposed
- *            (cin <-> cout) and flipped (tap t -> 8 - t)
+ *            (cin <-> cout) and flipped (tap t -> 8 - t); with fewer than 8
+ *            input channels, by tap planes instead (dx_taps_geom)
  *   dW       dw[co][ci][t] += sum_r,c dy[co][r][c] * xpad[ci][r+ki][c+kj]
  *
  * Vectors run along image rows: a row of 28 is a full 16-lane vector and one
@@ -644,7 +645,8 @@ static dx_plan dx_plan_of(const core_conv *c)
     if (c->stride == 1) {
         d.how = dx_by_taps(c) ? DX_TAPS : DX_DIRECT;
         d.passes = 1;
-        d.g[0] = d.how == DX_TAPS ? dx_taps_geom(c) : geom_s1(c->cout, c->cin, c->in.h, c->in.w, c->k);
+        d.g[0] = d.how == DX_TAPS ? dx_taps_geom(c)
+                                  : geom_s1(c->cout, c->cin, c->in.h, c->in.w, c->k);
         return d;
     }
     d.how = DX_PHASES;

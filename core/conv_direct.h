@@ -5,7 +5,8 @@
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
  *   col  one example's padded input (stride 2: split in phases), its padded
- *        dy, and for stride 2 the four phases of its dx
+ *        dy, and for stride 2 the four phases of its dx (fewer than 8 input
+ *        channels: its dx tap planes)
  *   tmp  the weights repacked for the kernel, then the thread's weight-gradient
  *        accumulators (16 lanes per weight, summed horizontally at the end)
  *   dw   the thread's partial weight and bias gradient, as for im2col
