@@ -37,12 +37,13 @@
  * back into the image.
  *
  * The weight gradient keeps 3 output channels x 9 taps of 16-lane partial
- * sums in registers over one image (27 zmm; 2 channels were ~15% slower,
- * bound by the 9 shifted input loads per vector; 25 taps go in three groups
- * of at most 9, one pass over the image each), adds them into per-thread
- * accumulators (tmp), and sums the 16 lanes once per call. dy lanes past a
- * row's end are loaded as zeros, so the over-read input lanes contribute
- * nothing.
+ * sums in registers over DW_IMAGES examples at a time (27 zmm; 2 channels
+ * were ~15% slower, bound by the 9 shifted input loads per vector; 25 taps
+ * go in three groups of at most 9, one pass over the images each; one
+ * 14x14 image per call was ~20% slower, too few vectors to pay for loading
+ * and storing the accumulators), adds them into per-thread accumulators
+ * (tmp), and sums the 16 lanes once per call. dy lanes past a row's end
+ * are loaded as zeros, so the over-read input lanes contribute nothing.
  *
  * Threads: the weight gradient takes examples in a static order into
  * per-thread partials that conv.c adds in thread order, so results depend
@@ -63,6 +64,11 @@
 #define LANES 16
 #define SLACK 64 /* floats after a padded buffer: over-reads land here */
 #define MAX_WIDTH 64
+/* The weight gradient's kernel calls run over this many examples (their
+ * padded inputs side by side): on a 14x14 image one pass is only 14
+ * vectors, too few to pay for loading and storing 27 accumulators (8 were
+ * ~5% faster than 4 on madry, with coarser static shares of the batch). */
+#define DW_IMAGES 4
 
 /* How a pass's taps lie in its input buffer: a k x k kernel at stride 1
  * (TAPS_K3, TAPS_K5), 3x3 at stride 2 (TAPS_K3_S2), or a short list (the
@@ -90,6 +96,8 @@ typedef struct {
     int tap[LIST_TAPS]; /* TAPS_LIST: offset of each tap from a vector's start */
     int segs, nvec;    /* vectors per row, per image */
     __mmask16 tail;    /* lanes of a row's last vector */
+    int images;        /* dW: examples per kernel call, */
+    size_t xstep, dystep; /* floats from one's padded input, dy to the next */
 } geom;
 
 static geom geom_base(int cin, int cout, int h, int w, int wp, size_t cstride)
@@ -192,7 +200,7 @@ void core_conv_direct_need(const core_conv *c, size_t need[3])
 {
     const col_layout l = col_layout_of(c);
     const size_t w = (size_t)c->cin * c->cout * c->k * c->k, sizes[3] = {
-        l.xpad + l.dypad + l.dxbuf, w + w * LANES, w + c->cout};
+        DW_IMAGES * l.xpad + l.dypad + l.dxbuf, w + w * LANES, w + c->cout};
     for (int i = 0; i < 3; i++)
         need[i] = need[i] > sizes[i] ? need[i] : sizes[i];
 }
@@ -477,27 +485,30 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
         cols[i] = tap_offset(g, i, KIND);
     }
     const size_t hw = (size_t)g->h * g->w;
-    const float *x = xp + ci * g->cstride, *d0 = dy + co0 * hw;
-    for (int row = 0; row < g->h; row++) {
-        const float *xr = x + (size_t)row * g->wp, *dr = d0 + (size_t)row * g->w;
-        for (int seg = 0; seg < g->segs; seg++) {
-            const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
-            const float *rows[5];
+    for (int e = 0; e < g->images; e++) {
+        const float *x = xp + e * g->xstep + ci * g->cstride;
+        const float *d0 = dy + e * g->dystep + co0 * hw;
+        for (int row = 0; row < g->h; row++) {
+            const float *xr = x + (size_t)row * g->wp, *dr = d0 + (size_t)row * g->w;
+            for (int seg = 0; seg < g->segs; seg++) {
+                const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
+                const float *rows[5];
 #pragma GCC unroll 5
-            for (int i = 0; i < K; i++)
-                rows[i] = xr + seg * LANES + roff[i];
-            __m512 d[3];
-#pragma GCC unroll 3
-            for (int c = 0; c < CO; c++)
-                d[c] = _mm512_maskz_loadu_ps(m, dr + c * hw + seg * LANES);
-#pragma GCC unroll 9
-            for (int t = 0; t < NT; t++) {
-                __m512 xv = _mm512_loadu_ps(rows[(T0 + t) / K] + cols[(T0 + t) % K]);
-                /* One load for CO FMAs: GCC would fold it into each. */
-                __asm__("" : "+v"(xv));
+                for (int i = 0; i < K; i++)
+                    rows[i] = xr + seg * LANES + roff[i];
+                __m512 d[3];
 #pragma GCC unroll 3
                 for (int c = 0; c < CO; c++)
-                    a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+                    d[c] = _mm512_maskz_loadu_ps(m, dr + c * hw + seg * LANES);
+#pragma GCC unroll 9
+                for (int t = 0; t < NT; t++) {
+                    __m512 xv = _mm512_loadu_ps(rows[(T0 + t) / K] + cols[(T0 + t) % K]);
+                    /* One load for CO FMAs: GCC would fold it into each. */
+                    __asm__("" : "+v"(xv));
+#pragma GCC unroll 3
+                    for (int c = 0; c < CO; c++)
+                        a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+                }
             }
         }
     }
@@ -683,35 +694,46 @@ static void dx_example(const core_conv *c, const dx_plan *d, const float *dye, f
     phase_gather(phase, c->cin, c->in, dxe);
 }
 
-/* One example's weight and bias gradient, into the thread's accumulators. */
-static void dw_example(const core_conv *c, const geom *gw, const float *xe, const float *dye,
-                       float *xp, float *acc, float *db)
+/* The weight and bias gradient of ne consecutive examples (at most
+ * DW_IMAGES), into the thread's accumulators; their padded inputs go to
+ * the xp slots, xstep floats apart. */
+static void dw_examples(const core_conv *c, const geom *gw, const float *x, const float *dy,
+                        int ne, float *xp, float *acc, float *db)
 {
-    const size_t hw = (size_t)gw->h * gw->w;
-    input_copy(c, xe, xp);
-    dw_image(gw, xp, dye, acc);
-    for (int co = 0; co < gw->cout; co++) {
-        float sum = 0.0f;
+    geom g = *gw;
+    g.images = ne;
+    const size_t hw = (size_t)g.h * g.w;
+    for (int e = 0; e < ne; e++)
+        input_copy(c, x + e * core_shape_size(c->in), xp + e * g.xstep);
+    dw_image(&g, xp, dy, acc);
+    for (int e = 0; e < ne; e++)
+        for (int co = 0; co < g.cout; co++) {
+            const float *d = dy + e * g.dystep + co * hw;
+            float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (size_t j = 0; j < hw; j++)
-            sum += dye[co * hw + j];
-        db[co] += sum;
-    }
+            for (size_t j = 0; j < hw; j++)
+                sum += d[j];
+            db[co] += sum;
+        }
 }
 
 void core_conv_direct_backward(const core_conv *c, const float *params, const float *x,
                                const float *dy, float *dx, int n, int param_grads,
                                core_conv_scratch *s, int threads)
 {
-    const geom gw = geom_forward(c);
-    const dx_plan d = dx_plan_of(c);
     const col_layout l = col_layout_of(c);
     const size_t in = core_shape_size(c->in), out = core_shape_size(c->out);
+    geom gw = geom_forward(c);
+    gw.xstep = l.xpad;
+    gw.dystep = out;
+    const dx_plan d = dx_plan_of(c);
     const size_t wlen = (size_t)c->cin * c->cout * c->k * c->k;
+    const int groups = (n + DW_IMAGES - 1) / DW_IMAGES;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
-        float *xp = s->col + t * s->col_len, *dyp = xp + l.xpad, *buf = dyp + l.dypad;
+        float *xp = s->col + t * s->col_len, *dyp = xp + DW_IMAGES * l.xpad;
+        float *buf = dyp + l.dypad;
         float *wk = s->tmp + t * s->tmp_len, *acc = wk + wlen;
         float *dw = s->dw + t * s->dw_len, *db = dw + wlen;
         const float *wdx = d.how == DX_TAPS ? params + c->w_off : wk;
@@ -719,14 +741,16 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
             pack_transposed(params + c->w_off, c->cin, c->cout, c->k * c->k, wk);
         else if (dx && d.how == DX_PHASES)
             pack_phases(params + c->w_off, c->cin, c->cout, wk);
-        memset(xp, 0, sizeof(float) * (l.xpad + l.dypad));
+        memset(xp, 0, sizeof(float) * (DW_IMAGES * l.xpad + l.dypad));
         if (param_grads) {
             memset(acc, 0, sizeof(float) * wlen * LANES);
-            /* The partials are per thread: the split must be a fixed one. */
+            /* The partials are per thread: the split (into groups of
+             * DW_IMAGES examples) must be a fixed one. */
 #pragma omp for schedule(static)
-            for (int e = 0; e < n; e++) {
-                dw_example(c, &gw, x + e * in, dy + e * out, xp, acc, db);
-                if (dx)
+            for (int gi = 0; gi < groups; gi++) {
+                const int e0 = gi * DW_IMAGES, ne = n - e0 < DW_IMAGES ? n - e0 : DW_IMAGES;
+                dw_examples(c, &gw, x + e0 * in, dy + e0 * out, ne, xp, acc, db);
+                for (int e = e0; dx && e < e0 + ne; e++)
                     dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);
             }
             dw_finish(acc, dw, wlen);

@@ -4,7 +4,8 @@
  * CPU qualify.
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
- *   col  one example's padded input (stride 2: split in phases), its padded
+ *   col  the padded inputs (stride 2: split in phases) of up to 4 examples
+ *        (the weight gradient takes them together), one example's padded
  *        dy, and for stride 2 the four phases of its dx (fewer than 8 input
  *        channels: its dx tap planes)
  *   tmp  the weights repacked for the kernel, then the thread's weight-gradient
