@@ -175,9 +175,9 @@ static int dx_by_taps(const core_conv *c)
     return c->stride == 1 && c->cin < 8;
 }
 
-/* The per-thread col slice: the padded input, the padded dy, and dx's own
- * buffer (stride 2: the four dx phases; by taps: the tap planes). Each
- * region keeps its zero borders. */
+/* The per-thread col slice: DW_IMAGES padded inputs of xpad floats each,
+ * the padded dy, and dx's own buffer (stride 2: the four dx phases; by
+ * taps: the tap planes). Each region keeps its zero borders. */
 typedef struct {
     size_t xpad, dypad, dxbuf;
 } col_layout;
@@ -542,9 +542,10 @@ static const dw_fn dw_sets[][GROUPS(TAPS_K5)][3] = {
     [TAPS_K3_S2] = {DW_SET(TAPS_K3_S2, 0)},
     [TAPS_K5] = {DW_SET(TAPS_K5, 0), DW_SET(TAPS_K5, 1), DW_SET(TAPS_K5, 2)}};
 
-/* One example's contribution to the weight-gradient accumulators: output
- * channels 3 at a time, then the 1 or 2 left over; for each input channel
- * the tap groups in turn (its plane and the dy planes stay in L1). */
+/* The contribution of g->images examples to the weight-gradient
+ * accumulators: output channels 3 at a time, then the 1 or 2 left over;
+ * for each input channel the tap groups in turn (its planes and the dy
+ * planes stay in L1/L2). */
 static void dw_image(const geom *g, const float *xp, const float *dy, float *acc)
 {
     const int groups = (g->ntaps + GROUP - 1) / GROUP;
