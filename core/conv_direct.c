@@ -37,11 +37,10 @@
  * back into the image.
  *
  * The weight gradient keeps 3 output channels x 9 taps of 16-lane partial
- * sums in registers over DW_IMAGES examples at a time (27 zmm; 2 channels
- * were ~15% slower, bound by the 9 shifted input loads per vector; 25 taps
- * go in three groups of at most 9, one pass over the images each; one
- * 14x14 image per call was ~20% slower, too few vectors to pay for loading
- * and storing the accumulators), adds them into per-thread accumulators
+ * sums in registers over one image, or a few small ones (dw_images), at a
+ * time (27 zmm; 2 channels were ~15% slower, bound by the 9 shifted input
+ * loads per vector; 25 taps go in three groups of at most 9, one pass over
+ * the images each), adds them into per-thread accumulators
  * (tmp), and sums the 16 lanes once per call. dy lanes past a row's end
  * are loaded as zeros, so the over-read input lanes contribute nothing.
  *
@@ -64,11 +63,14 @@
 #define LANES 16
 #define SLACK 64 /* floats after a padded buffer: over-reads land here */
 #define MAX_WIDTH 64
-/* The weight gradient's kernel calls run over this many examples (their
- * padded inputs side by side): on a 14x14 image one pass is only 14
- * vectors, too few to pay for loading and storing 27 accumulators (8 were
- * ~5% faster than 4 on madry, with coarser static shares of the batch). */
+/* The weight gradient's kernel calls run over at most DW_IMAGES examples
+ * (their padded inputs side by side), enough for DW_VECTORS vectors: on a
+ * 14x14 image one pass is only 14 vectors, too few to pay for loading and
+ * storing 27 accumulators (4 images per call: ~20% faster; 8: 5% more,
+ * with coarser static shares of the batch). A 28x28 image (56 vectors)
+ * goes alone: 4 of them no longer kept the dy planes in L1 (~5% slower). */
 #define DW_IMAGES 4
+#define DW_VECTORS 48
 
 /* How a pass's taps lie in its input buffer: a k x k kernel at stride 1
  * (TAPS_K3, TAPS_K5), 3x3 at stride 2 (TAPS_K3_S2), or a short list (the
@@ -168,11 +170,12 @@ int core_conv_direct_ok(const core_conv *c)
            __builtin_cpu_supports("avx512f");
 }
 
-/* Stride-1 dx of a layer with fewer than 8 input channels goes by taps
- * (see dx_taps_geom). */
+/* Stride-1 5x5 dx of a layer with fewer than 8 input channels goes by
+ * taps (see dx_taps_geom); at 3x3 that was no faster than one output
+ * channel per tile (resnet-tiny's first layer: ~10% slower). */
 static int dx_by_taps(const core_conv *c)
 {
-    return c->stride == 1 && c->cin < 8;
+    return c->stride == 1 && c->k == 5 && c->cin < 8;
 }
 
 /* The per-thread col slice: DW_IMAGES padded inputs of xpad floats each,
@@ -695,6 +698,13 @@ static void dx_example(const core_conv *c, const dx_plan *d, const float *dye, f
     phase_gather(phase, c->cin, c->in, dxe);
 }
 
+/* Examples per weight-gradient kernel call (see DW_IMAGES). */
+static int dw_images(const geom *g)
+{
+    const int e = (DW_VECTORS + g->nvec - 1) / g->nvec;
+    return e < DW_IMAGES ? e : DW_IMAGES;
+}
+
 /* The weight and bias gradient of ne consecutive examples (at most
  * DW_IMAGES), into the thread's accumulators; their padded inputs go to
  * the xp slots, xstep floats apart. */
@@ -729,7 +739,7 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
     gw.dystep = out;
     const dx_plan d = dx_plan_of(c);
     const size_t wlen = (size_t)c->cin * c->cout * c->k * c->k;
-    const int groups = (n + DW_IMAGES - 1) / DW_IMAGES;
+    const int per = dw_images(&gw), groups = (n + per - 1) / per;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
@@ -745,11 +755,11 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
         memset(xp, 0, sizeof(float) * (DW_IMAGES * l.xpad + l.dypad));
         if (param_grads) {
             memset(acc, 0, sizeof(float) * wlen * LANES);
-            /* The partials are per thread: the split (into groups of
-             * DW_IMAGES examples) must be a fixed one. */
+            /* The partials are per thread: the split (into groups of per
+             * examples) must be a fixed one. */
 #pragma omp for schedule(static)
             for (int gi = 0; gi < groups; gi++) {
-                const int e0 = gi * DW_IMAGES, ne = n - e0 < DW_IMAGES ? n - e0 : DW_IMAGES;
+                const int e0 = gi * per, ne = n - e0 < per ? n - e0 : per;
                 dw_examples(c, &gw, x + e0 * in, dy + e0 * out, ne, xp, acc, db);
                 for (int e = e0; dx && e < e0 + ne; e++)
                     dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);

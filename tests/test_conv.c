@@ -5,8 +5,8 @@
  * 5x5 pad 2 with stride 1 go to the direct convolution (conv_direct.c) on
  * AVX-512 machines, everything else to im2col + GEMM. Widths are chosen to
  * not be multiples of 16 (masked vector tails), channel counts to not be
- * multiples of the kernel's blocks; fewer than 8 input channels take dx by
- * tap planes.
+ * multiples of the kernel's blocks; 5x5 with fewer than 8 input channels
+ * takes dx by tap planes.
  */
 #include "testutil.h"
 
