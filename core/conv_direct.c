@@ -1,7 +1,10 @@
 /*
- * conv_direct.c - direct 3x3, pad 1, stride 1 or 2 convolution for small
- * channel counts (resnet-tiny: 16 channels at 28x28, 32 at 14x14, and the
- * stride-2 step between them), with AVX-512.
+ * conv_direct.c - direct convolution for small channel counts with AVX-512:
+ * 3x3, pad 1, stride 1 or 2 (resnet-tiny: 16 channels at 28x28, 32 at 14x14,
+ * and the stride-2 step between them) and 5x5, pad 2, stride 1 (madry: 1 to
+ * 32 channels at 28x28, 32 to 64 at 14x14). Below, the 3x3 case is
+ * described; a 5x5 kernel has 25 taps where it has 9, padding 2 where it
+ * has 1.
  *
  * Why not im2col + GEMM (conv.c) here: with 16 or 32 channels the im2col
  * matrix is 9x larger than the image and the GEMM's inner dimension is only
@@ -11,7 +14,8 @@
  *
  *   forward  y[co] = b[co] + sum_ci,ki,kj w[co][ci][ki][kj] * xpad[ci][r+ki][c+kj]
  *   dx       the same convolution of the padded dy with the weights transposed
- *            (cin <-> cout) and flipped (tap t -> 8 - t)
+ *            (cin <-> cout) and flipped (tap t -> 8 - t); with fewer than 8
+ *            input channels, by tap planes instead (dx_taps_geom)
  *   dW       dw[co][ci][t] += sum_r,c dy[co][r][c] * xpad[ci][r+ki][c+kj]
  *
  * Vectors run along image rows: a row of 28 is a full 16-lane vector and one
@@ -33,11 +37,12 @@
  * back into the image.
  *
  * The weight gradient keeps 3 output channels x 9 taps of 16-lane partial
- * sums in registers over one image (27 zmm; 2 channels were ~15% slower,
- * bound by the 9 shifted input loads per vector), adds them into per-thread
- * accumulators (tmp), and sums the 16 lanes once per call. dy lanes past a
- * row's end are loaded as zeros, so the over-read input lanes contribute
- * nothing.
+ * sums in registers over one image, or a few small ones (dw_images), at a
+ * time (27 zmm; 2 channels were ~15% slower, bound by the 9 shifted input
+ * loads per vector; 25 taps go in three groups of at most 9, one pass over
+ * the images each), adds them into per-thread accumulators
+ * (tmp), and sums the 16 lanes once per call. dy lanes past a row's end
+ * are loaded as zeros, so the over-read input lanes contribute nothing.
  *
  * Threads: the weight gradient takes examples in a static order into
  * per-thread partials that conv.c adds in thread order, so results depend
@@ -56,15 +61,29 @@
 #define AVX512 __attribute__((target("avx512f")))
 #define INLINE inline __attribute__((always_inline))
 #define LANES 16
-#define TAPS 9
 #define SLACK 64 /* floats after a padded buffer: over-reads land here */
 #define MAX_WIDTH 64
+/* The weight gradient's kernel calls run over at most DW_IMAGES examples
+ * (their padded inputs side by side), enough for DW_VECTORS vectors: on a
+ * 14x14 image one pass is only 14 vectors, too few to pay for loading and
+ * storing 27 accumulators (4 images per call: ~20% faster; 8: 5% more,
+ * with coarser static shares of the batch). A 28x28 image (56 vectors)
+ * goes alone: 4 of them no longer kept the dy planes in L1 (~5% slower). */
+#define DW_IMAGES 4
+#define DW_VECTORS 48
 
-/* How a pass's taps lie in its input buffer. The kernels are compiled once
- * per kind, so that for the 9-tap kinds the offsets are constants times wp
- * (and the phase size) and fold into addressing; a table read in the inner
- * loop cost a third of the weight gradient's speed. */
-enum { TAPS_S1, TAPS_S2, TAPS_LIST };
+/* How a pass's taps lie in its input buffer: a k x k kernel at stride 1
+ * (TAPS_K3, TAPS_K5), 3x3 at stride 2 (TAPS_K3_S2), or a short list (the
+ * stride-2 dx phases). The kernels are compiled once per kind, so that for
+ * the square kinds the tap count is a constant and the offsets are
+ * constants times wp (and the phase size) that fold into addressing; a
+ * table read in the inner loop cost a third of the weight gradient's speed. */
+enum { TAPS_K3, TAPS_K3_S2, TAPS_K5, TAPS_LIST };
+
+/* Kernel width and tap count of a kind; TAPS_LIST has at most LIST_TAPS. */
+#define KW(KIND) ((KIND) == TAPS_K5 ? 5 : 3)
+#define KTAPS(KIND) ((KIND) == TAPS_LIST ? LIST_TAPS : KW(KIND) * KW(KIND))
+#define LIST_TAPS 4
 
 /* One pass: cin planes of a padded input buffer to cout output planes of
  * h x w. Output vector v (row r, segment s) reads, for tap t, the 16 floats
@@ -74,11 +93,13 @@ typedef struct {
     int wp;            /* row stride of the input buffer */
     size_t cstride;    /* floats per input plane in the buffer */
     int kind;          /* TAPS_* */
-    int phase;         /* TAPS_S2: floats per phase */
+    int phase;         /* TAPS_K3_S2: floats per phase */
     int ntaps;
-    int tap[TAPS];     /* TAPS_LIST: offset of each tap from a vector's start */
+    int tap[LIST_TAPS]; /* TAPS_LIST: offset of each tap from a vector's start */
     int segs, nvec;    /* vectors per row, per image */
     __mmask16 tail;    /* lanes of a row's last vector */
+    int images;        /* dW: examples per kernel call, */
+    size_t xstep, dystep; /* floats from one's padded input, dy to the next */
 } geom;
 
 static geom geom_base(int cin, int cout, int h, int w, int wp, size_t cstride)
@@ -91,12 +112,13 @@ static geom geom_base(int cin, int cout, int h, int w, int wp, size_t cstride)
     return g;
 }
 
-/* Stride 1: the input zero-padded by one pixel on every side. */
-static geom geom_s1(int cin, int cout, int h, int w)
+/* Stride 1, k x k: the input zero-padded by k / 2 pixels on every side. */
+static geom geom_s1(int cin, int cout, int h, int w, int k)
 {
-    geom g = geom_base(cin, cout, h, w, w + 2, (size_t)(h + 2) * (w + 2));
-    g.kind = TAPS_S1;
-    g.ntaps = TAPS;
+    const int p = k / 2;
+    geom g = geom_base(cin, cout, h, w, w + 2 * p, (size_t)(h + 2 * p) * (w + 2 * p));
+    g.kind = k == 5 ? TAPS_K5 : TAPS_K3;
+    g.ntaps = k * k;
     return g;
 }
 
@@ -117,9 +139,9 @@ static geom geom_s2(int cin, int cout, core_shape in, core_shape out)
     const phases f = phases_of(in);
     const int phase = f.ph * f.pw;
     geom g = geom_base(cin, cout, out.h, out.w, f.pw, 4 * (size_t)phase);
-    g.kind = TAPS_S2;
+    g.kind = TAPS_K3_S2;
     g.phase = phase;
-    g.ntaps = TAPS;
+    g.ntaps = 9;
     return g;
 }
 
@@ -139,23 +161,39 @@ static geom geom_dx_s2(const core_conv *c, int a, int b)
     return g;
 }
 
+/* 3x3 at stride 1 or 2, 5x5 at stride 1, both "same" padded. */
 int core_conv_direct_ok(const core_conv *c)
 {
-    return c->k == 3 && (c->stride == 1 || c->stride == 2) && c->pad == 1 &&
-           c->in.w <= MAX_WIDTH && __builtin_cpu_supports("avx512f");
+    const int shape = (c->k == 3 && (c->stride == 1 || c->stride == 2)) ||
+                      (c->k == 5 && c->stride == 1);
+    return shape && c->pad == c->k / 2 && c->in.w <= MAX_WIDTH &&
+           __builtin_cpu_supports("avx512f");
 }
 
-/* The per-thread col slice: the padded input, the padded dy, and for
- * stride 2 the four dx phases. Each region keeps its zero borders. */
+/* Stride-1 5x5 dx of a layer with fewer than 8 input channels goes by
+ * taps (see dx_taps_geom); at 3x3 that was no faster than one output
+ * channel per tile (resnet-tiny's first layer: ~10% slower). */
+static int dx_by_taps(const core_conv *c)
+{
+    return c->stride == 1 && c->k == 5 && c->cin < 8;
+}
+
+/* The per-thread col slice: DW_IMAGES padded inputs of xpad floats each,
+ * the padded dy, and dx's own buffer (stride 2: the four dx phases; by
+ * taps: the tap planes). Each region keeps its zero borders. */
 typedef struct {
-    size_t xpad, dypad, dxph;
+    size_t xpad, dypad, dxbuf;
 } col_layout;
 
 static col_layout col_layout_of(const core_conv *c)
 {
-    const size_t dyp = (size_t)c->cout * (c->out.h + 2) * (c->out.w + 2) + SLACK;
-    if (c->stride == 1)
-        return (col_layout){(size_t)c->cin * (c->in.h + 2) * (c->in.w + 2) + SLACK, dyp, 0};
+    const int p2 = 2 * c->pad;
+    const size_t dyplane = (size_t)(c->out.h + p2) * (c->out.w + p2);
+    const size_t dyp = c->cout * dyplane + SLACK;
+    if (c->stride == 1) {
+        const size_t taps = dx_by_taps(c) ? c->cin * c->k * c->k * dyplane + SLACK : 0;
+        return (col_layout){(size_t)c->cin * (c->in.h + p2) * (c->in.w + p2) + SLACK, dyp, taps};
+    }
     const phases f = phases_of(c->in);
     const size_t ph = (size_t)c->cin * 4 * f.ph * f.pw;
     return (col_layout){ph + SLACK, dyp, ph};
@@ -164,8 +202,8 @@ static col_layout col_layout_of(const core_conv *c)
 void core_conv_direct_need(const core_conv *c, size_t need[3])
 {
     const col_layout l = col_layout_of(c);
-    const size_t w = (size_t)c->cin * c->cout * TAPS, sizes[3] = {
-        l.xpad + l.dypad + l.dxph, w + w * LANES, w + c->cout};
+    const size_t w = (size_t)c->cin * c->cout * c->k * c->k, sizes[3] = {
+        DW_IMAGES * l.xpad + l.dypad + l.dxbuf, w + w * LANES, w + c->cout};
     for (int i = 0; i < 3; i++)
         need[i] = need[i] > sizes[i] ? need[i] : sizes[i];
 }
@@ -182,17 +220,17 @@ static INLINE void vec_at(const geom *g, int v, size_t *in, size_t *out, __mmask
     *m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
 }
 
-/* Images copied into a padded buffer only write its interior, so zeroing it
- * once per call keeps the borders (and the slack) zero. Rows are 7 to 64
- * floats: a memcpy call per row cost more than its copy (5 % of a PGD
- * profile), so rows go through masked vector moves. */
-static AVX512 void pad_copy(const float *src, int planes, int h, int w, float *buf)
+/* Images copied into a buffer padded by pad pixels only write its
+ * interior, so zeroing it once per call keeps the borders (and the slack)
+ * zero. Rows are 7 to 64 floats: a memcpy call per row cost more than its
+ * copy (5 % of a PGD profile), so rows go through masked vector moves. */
+static AVX512 void pad_copy(const float *src, int planes, int h, int w, int pad, float *buf)
 {
-    const int wp = w + 2;
+    const int wp = w + 2 * pad;
     for (int p = 0; p < planes; p++)
         for (int r = 0; r < h; r++) {
             const float *s = src + ((size_t)p * h + r) * w;
-            float *d = buf + ((size_t)p * (h + 2) + r + 1) * wp + 1;
+            float *d = buf + ((size_t)p * (h + 2 * pad) + r + pad) * wp + pad;
             for (int j = 0; j < w; j += LANES) {
                 const __mmask16 m = w - j >= LANES ? (__mmask16)0xFFFF
                                                    : (__mmask16)((1u << (w - j)) - 1);
@@ -244,24 +282,25 @@ static void phase_gather(const float *buf, int planes, core_shape in, float *dst
         }
 }
 
-/* Forward weights as [ci][tap][co]: the kernel broadcasts consecutive co. */
-static void pack_forward(const float *w, int cin, int cout, float *dst)
+/* Forward weights (nt taps each) as [ci][tap][co]: the kernel broadcasts
+ * consecutive co. */
+static void pack_forward(const float *w, int cin, int cout, int nt, float *dst)
 {
     for (int co = 0; co < cout; co++)
         for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < TAPS; t++)
-                dst[((size_t)ci * TAPS + t) * cout + co] = w[((size_t)co * cin + ci) * TAPS + t];
+            for (int t = 0; t < nt; t++)
+                dst[((size_t)ci * nt + t) * cout + co] = w[((size_t)co * cin + ci) * nt + t];
 }
 
 /* Stride-1 dx weights: a convolution from cout planes to cin planes with
- * the taps flipped, as [co][tap][ci]. */
-static void pack_transposed(const float *w, int cin, int cout, float *dst)
+ * the nt taps flipped, as [co][tap][ci]. */
+static void pack_transposed(const float *w, int cin, int cout, int nt, float *dst)
 {
     for (int co = 0; co < cout; co++)
         for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < TAPS; t++)
-                dst[((size_t)co * TAPS + (TAPS - 1 - t)) * cin + ci] =
-                    w[((size_t)co * cin + ci) * TAPS + t];
+            for (int t = 0; t < nt; t++)
+                dst[((size_t)co * nt + (nt - 1 - t)) * cin + ci] =
+                    w[((size_t)co * cin + ci) * nt + t];
 }
 
 /* Stride-2 dx weights: for each phase (a, b) in turn, its taps (in
@@ -277,7 +316,7 @@ static void pack_phases(const float *w, int cin, int cout, float *dst)
                     for (int co = 0; co < cout; co++)
                         for (int ci = 0; ci < cin; ci++)
                             dst[((size_t)co * nt + j) * cin + ci] =
-                                w[((size_t)co * cin + ci) * TAPS + ki * 3 + kj];
+                                w[((size_t)co * cin + ci) * 9 + ki * 3 + kj];
             dst += (size_t)nt * cout * cin;
         }
 }
@@ -287,10 +326,10 @@ static void pack_phases(const float *w, int cin, int cout, float *dst)
 /* Offset of tap t; KIND is a constant at every call. */
 static INLINE int tap_offset(const geom *g, int t, const int KIND)
 {
-    const int ki = t / 3, kj = t % 3;
-    if (KIND == TAPS_S1)
+    const int ki = t / KW(KIND), kj = t % KW(KIND);
+    if (KIND == TAPS_K3 || KIND == TAPS_K5)
         return ki * g->wp + kj;
-    if (KIND == TAPS_S2) /* phase (ki & 1, kj & 1), shifted by (ki / 2, kj / 2) */
+    if (KIND == TAPS_K3_S2) /* phase (ki & 1, kj & 1), shifted by (ki / 2, kj / 2) */
         return ((ki & 1) * 2 + (kj & 1)) * g->phase + (ki >> 1) * g->wp + (kj >> 1);
     return g->tap[t];
 }
@@ -315,10 +354,10 @@ static INLINE AVX512 void tile_body(const geom *g, const float *xp, const float 
         for (int v = 0; v < NV; v++)
             acc[c][v] = b;
     }
-    const int cout = g->cout, nt = KIND == TAPS_LIST ? g->ntaps : TAPS;
+    const int cout = g->cout, nt = KIND == TAPS_LIST ? g->ntaps : KTAPS(KIND);
     for (int ci = 0; ci < g->cin; ci++) {
         const float *x = xp + ci * g->cstride, *w = wk + (size_t)ci * nt * cout + co0;
-#pragma GCC unroll 9
+#pragma GCC unroll 25
         for (int t = 0; t < nt; t++) {
             const int off = tap_offset(g, t, KIND);
             __m512 xv[8];
@@ -359,13 +398,17 @@ typedef struct {
     }
 #define TILE_SET(KIND)                                                                        \
     TILE(8, 3, KIND) TILE(8, 2, KIND) TILE(8, 1, KIND) TILE(1, 8, KIND) TILE(1, 1, KIND)
-TILE_SET(TAPS_S1)
-TILE_SET(TAPS_S2)
+TILE_SET(TAPS_K3)
+TILE_SET(TAPS_K3_S2)
+TILE_SET(TAPS_K5)
 TILE_SET(TAPS_LIST)
 #define SET_OF(KIND)                                                                          \
     {tile_8x3_##KIND, tile_8x2_##KIND, tile_8x1_##KIND, tile_1x8_##KIND, tile_1x1_##KIND}
 
-static const tile_set tile_sets[] = {SET_OF(TAPS_S1), SET_OF(TAPS_S2), SET_OF(TAPS_LIST)};
+static const tile_set tile_sets[] = {[TAPS_K3] = SET_OF(TAPS_K3),
+                                     [TAPS_K3_S2] = SET_OF(TAPS_K3_S2),
+                                     [TAPS_K5] = SET_OF(TAPS_K5),
+                                     [TAPS_LIST] = SET_OF(TAPS_LIST)};
 
 /* Every vector of the image for output channels co0..co0+8: 3 at a time,
  * then the 1 or 2 left over. */
@@ -413,42 +456,62 @@ static void conv_image(const geom *g, const float *xp, const float *wk, const fl
 
 /* ---- weight-gradient kernel --------------------------------------------- */
 
+/* The weight gradient takes a kind's taps in groups of up to GROUP, so that
+ * 3 channels x GROUP taps of partial sums fit in the 32 zmm registers: a
+ * 5x5 kernel is 3 passes over the image (taps 0-8, 9-17, 18-24), each with
+ * the 3x3 kernel's ratio of loads to FMAs. */
+#define GROUP 9
+#define GROUPS(KIND) ((KTAPS(KIND) + GROUP - 1) / GROUP)
+#define GROUP_TAPS(KIND, G) (KTAPS(KIND) - (G) * GROUP < GROUP ? KTAPS(KIND) - (G) * GROUP : GROUP)
+
 /* acc[c][t] (16 lanes each, in memory) += sum over the image's vectors of
- * dy[co0+c] * xpad[ci] shifted by tap t. CO is a constant at every call. */
+ * dy[co0+c] * xpad[ci] shifted by tap t, for the taps T0..T0+NT. CO, KIND,
+ * T0 and NT are constants at every call. */
 static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *dy, float *acc,
-                                  int ci, int co0, const int CO, const int KIND)
+                                  int ci, int co0, const int CO, const int KIND, const int T0,
+                                  const int NT)
 {
-    __m512 a[3][TAPS];
+    __m512 a[3][GROUP];
 #pragma GCC unroll 3
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
-        for (int t = 0; t < TAPS; t++)
+        for (int t = 0; t < NT; t++)
             a[c][t] = _mm512_setzero_ps();
-    /* Tap offsets split into a row part and a column part (both kinds'
-     * offsets are sums of the two), so each load is a row pointer plus a
-     * small constant or one register. */
-    const int r1 = tap_offset(g, 3, KIND), r2 = tap_offset(g, 6, KIND);
-    const int c1 = tap_offset(g, 1, KIND), c2 = tap_offset(g, 2, KIND);
+    /* Tap offsets split into a row part and a column part (every square
+     * kind's offsets are sums of the two), so each load is a row pointer
+     * plus a small constant or one register. */
+    const int K = KW(KIND);
+    int roff[5], cols[5];
+#pragma GCC unroll 5
+    for (int i = 0; i < K; i++) {
+        roff[i] = tap_offset(g, i * K, KIND);
+        cols[i] = tap_offset(g, i, KIND);
+    }
     const size_t hw = (size_t)g->h * g->w;
-    const float *x = xp + ci * g->cstride, *d0 = dy + co0 * hw;
-    for (int row = 0; row < g->h; row++) {
-        const float *xr = x + (size_t)row * g->wp, *dr = d0 + (size_t)row * g->w;
-        for (int seg = 0; seg < g->segs; seg++) {
-            const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
-            const float *rows[3] = {xr + seg * LANES, xr + seg * LANES + r1, xr + seg * LANES + r2};
-            const int cols[3] = {0, c1, c2};
-            __m512 d[3];
-#pragma GCC unroll 3
-            for (int c = 0; c < CO; c++)
-                d[c] = _mm512_maskz_loadu_ps(m, dr + c * hw + seg * LANES);
-#pragma GCC unroll 9
-            for (int t = 0; t < TAPS; t++) {
-                __m512 xv = _mm512_loadu_ps(rows[t / 3] + cols[t % 3]);
-                /* One load for CO FMAs: GCC would fold it into each. */
-                __asm__("" : "+v"(xv));
+    for (int e = 0; e < g->images; e++) {
+        const float *x = xp + e * g->xstep + ci * g->cstride;
+        const float *d0 = dy + e * g->dystep + co0 * hw;
+        for (int row = 0; row < g->h; row++) {
+            const float *xr = x + (size_t)row * g->wp, *dr = d0 + (size_t)row * g->w;
+            for (int seg = 0; seg < g->segs; seg++) {
+                const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
+                const float *rows[5];
+#pragma GCC unroll 5
+                for (int i = 0; i < K; i++)
+                    rows[i] = xr + seg * LANES + roff[i];
+                __m512 d[3];
 #pragma GCC unroll 3
                 for (int c = 0; c < CO; c++)
-                    a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+                    d[c] = _mm512_maskz_loadu_ps(m, dr + c * hw + seg * LANES);
+#pragma GCC unroll 9
+                for (int t = 0; t < NT; t++) {
+                    __m512 xv = _mm512_loadu_ps(rows[(T0 + t) / K] + cols[(T0 + t) % K]);
+                    /* One load for CO FMAs: GCC would fold it into each. */
+                    __asm__("" : "+v"(xv));
+#pragma GCC unroll 3
+                    for (int c = 0; c < CO; c++)
+                        a[c][t] = _mm512_fmadd_ps(d[c], xv, a[c][t]);
+                }
             }
         }
     }
@@ -456,40 +519,48 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
 #pragma GCC unroll 3
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
-        for (int t = 0; t < TAPS; t++) {
-            float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * TAPS + t) * LANES;
+        for (int t = 0; t < NT; t++) {
+            float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * KTAPS(KIND) + T0 + t) * LANES;
             _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[c][t]));
         }
 }
 
 typedef void (*dw_fn)(const geom *, const float *, const float *, float *, int, int);
 
-#define DW(CO, KIND)                                                                         \
-    static AVX512 void dw_##CO##_##KIND(const geom *g, const float *xp, const float *dy,     \
-                                        float *acc, int ci, int co0)                         \
+/* dw_CO_KIND_G: CO channels x tap group G of KIND; DW_SET(KIND, G) the
+ * three channel counts of a group, indexed by CO - 1. */
+#define DW(CO, KIND, G)                                                                      \
+    static AVX512 void dw_##CO##_##KIND##_##G(const geom *g, const float *xp,                \
+                                              const float *dy, float *acc, int ci, int co0)  \
     {                                                                                        \
-        dw_body(g, xp, dy, acc, ci, co0, CO, KIND);                                          \
+        dw_body(g, xp, dy, acc, ci, co0, CO, KIND, (G) * GROUP, GROUP_TAPS(KIND, G));        \
     }
-DW(3, TAPS_S1) DW(2, TAPS_S1) DW(1, TAPS_S1)
-DW(3, TAPS_S2) DW(2, TAPS_S2) DW(1, TAPS_S2)
-static const dw_fn dw_sets[2][3] = {{dw_1_TAPS_S1, dw_2_TAPS_S1, dw_3_TAPS_S1},
-                                    {dw_1_TAPS_S2, dw_2_TAPS_S2, dw_3_TAPS_S2}};
+#define DW_FNS(KIND, G) DW(1, KIND, G) DW(2, KIND, G) DW(3, KIND, G)
+#define DW_SET(KIND, G) {dw_1_##KIND##_##G, dw_2_##KIND##_##G, dw_3_##KIND##_##G}
+DW_FNS(TAPS_K3, 0)
+DW_FNS(TAPS_K3_S2, 0)
+DW_FNS(TAPS_K5, 0) DW_FNS(TAPS_K5, 1) DW_FNS(TAPS_K5, 2)
+static const dw_fn dw_sets[][GROUPS(TAPS_K5)][3] = {
+    [TAPS_K3] = {DW_SET(TAPS_K3, 0)},
+    [TAPS_K3_S2] = {DW_SET(TAPS_K3_S2, 0)},
+    [TAPS_K5] = {DW_SET(TAPS_K5, 0), DW_SET(TAPS_K5, 1), DW_SET(TAPS_K5, 2)}};
 
-/* One example's contribution to the weight-gradient accumulators: output
- * channels 3 at a time, then the 1 or 2 left over. */
+/* The contribution of g->images examples to the weight-gradient
+ * accumulators: output channels 3 at a time, then the 1 or 2 left over;
+ * for each input channel the tap groups in turn (its planes and the dy
+ * planes stay in L1/L2). */
 static void dw_image(const geom *g, const float *xp, const float *dy, float *acc)
 {
-    const dw_fn *fn = dw_sets[g->kind];
-    int co = 0;
-    for (; co + 3 <= g->cout; co += 3)
+    const int groups = (g->ntaps + GROUP - 1) / GROUP;
+    for (int co = 0; co < g->cout; co += 3) {
+        const int nc = g->cout - co < 3 ? g->cout - co : 3;
         for (int ci = 0; ci < g->cin; ci++)
-            fn[2](g, xp, dy, acc, ci, co);
-    if (co < g->cout)
-        for (int ci = 0; ci < g->cin; ci++)
-            fn[g->cout - co - 1](g, xp, dy, acc, ci, co);
+            for (int gr = 0; gr < groups; gr++)
+                dw_sets[g->kind][gr][nc - 1](g, xp, dy, acc, ci, co);
+    }
 }
 
-/* dw[co][ci*9+t] += the 16 lanes of acc[co][ci][t], summed in a fixed order. */
+/* dw[co][ci*k*k+t] += the 16 lanes of acc[co][ci][t], summed in a fixed order. */
 static AVX512 void dw_finish(const float *acc, float *dw, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -502,14 +573,14 @@ static AVX512 void dw_finish(const float *acc, float *dw, size_t len)
 static void input_copy(const core_conv *c, const float *x, float *buf)
 {
     if (c->stride == 1)
-        pad_copy(x, c->cin, c->in.h, c->in.w, buf);
+        pad_copy(x, c->cin, c->in.h, c->in.w, c->pad, buf);
     else
         phase_copy(x, c->cin, c->in, buf);
 }
 
 static geom geom_forward(const core_conv *c)
 {
-    return c->stride == 1 ? geom_s1(c->cin, c->cout, c->out.h, c->out.w)
+    return c->stride == 1 ? geom_s1(c->cin, c->cout, c->out.h, c->out.w, c->k)
                           : geom_s2(c->cin, c->cout, c->in, c->out);
 }
 
@@ -523,7 +594,7 @@ void core_conv_direct_forward(const core_conv *c, const float *params, const flo
     {
         const int t = omp_get_thread_num();
         float *xp = s->col + t * s->col_len, *wk = s->tmp + t * s->tmp_len;
-        pack_forward(params + c->w_off, c->cin, c->cout, wk);
+        pack_forward(params + c->w_off, c->cin, c->cout, c->k * c->k, wk);
         memset(xp, 0, sizeof(float) * l.xpad);
         /* Each example's output is the same whichever thread computes it. */
 #pragma omp for schedule(dynamic, 2)
@@ -534,9 +605,51 @@ void core_conv_direct_forward(const core_conv *c, const float *params, const flo
     }
 }
 
-/* How dx is computed: one stride-1 pass, or one pass per input phase. */
+/* dx of a stride-1 layer with few input channels (a first layer: 1 or 3)
+ * would get one output channel per tile, one shifted load per FMA, about
+ * half the speed of im2col + GEMM. Instead, a 1x1 convolution makes one
+ * plane per (input channel, tap) over the whole padded dy grid,
+ *   u[ci][t][P][Q] = sum_co w[co][ci][t] * dypad[co][P][Q],
+ * 8 of those planes per tile as usual, and dx is the sum of the k*k shifted
+ * tap planes (tap_sum). Its weights are w as stored: [co][ci * k*k + t] is
+ * [ci'][tap 0][cout'] of a 1x1 convolution from cout to cin*k*k planes. */
+static geom dx_taps_geom(const core_conv *c)
+{
+    const int hp = c->out.h + 2 * c->pad, wp = c->out.w + 2 * c->pad;
+    geom g = geom_base(c->cout, c->cin * c->k * c->k, hp, wp, wp, (size_t)hp * wp);
+    g.kind = TAPS_LIST;
+    g.ntaps = 1;
+    g.tap[0] = 0;
+    return g;
+}
+
+/* dx[ci][r][c] = sum over taps (ki, kj) of u[ci][t] at the padded pixel
+ * (r + k-1 - ki, c + k-1 - kj), in a fixed order. Loads past a row's end
+ * read other planes or the slack; those lanes are not stored. */
+static AVX512 void tap_sum(const float *u, const core_conv *c, float *dx)
+{
+    const int k = c->k, h = c->in.h, w = c->in.w, wp = w + 2 * c->pad;
+    const size_t plane = (size_t)(h + 2 * c->pad) * wp;
+    for (int ci = 0; ci < c->cin; ci++)
+        for (int r = 0; r < h; r++)
+            for (int j = 0; j < w; j += LANES) {
+                const __mmask16 m = w - j >= LANES ? (__mmask16)0xFFFF
+                                                   : (__mmask16)((1u << (w - j)) - 1);
+                const float *uc = u + (size_t)ci * k * k * plane + (size_t)(r + k - 1) * wp +
+                                  j + k - 1;
+                __m512 s = _mm512_setzero_ps();
+                for (int t = 0; t < k * k; t++)
+                    s = _mm512_add_ps(
+                        s, _mm512_loadu_ps(uc + t * plane - (t / k) * wp - t % k));
+                _mm512_mask_storeu_ps(dx + ((size_t)ci * h + r) * w + j, m, s);
+            }
+}
+
+/* How dx is computed: one stride-1 pass, by taps, or one pass per input
+ * phase. */
+enum { DX_DIRECT, DX_TAPS, DX_PHASES };
 typedef struct {
-    int passes;
+    int how, passes;
     geom g[4];
     size_t woff[4]; /* each pass's packed weights */
 } dx_plan;
@@ -545,10 +658,13 @@ static dx_plan dx_plan_of(const core_conv *c)
 {
     dx_plan d = {0};
     if (c->stride == 1) {
+        d.how = dx_by_taps(c) ? DX_TAPS : DX_DIRECT;
         d.passes = 1;
-        d.g[0] = geom_s1(c->cout, c->cin, c->in.h, c->in.w);
+        d.g[0] = d.how == DX_TAPS ? dx_taps_geom(c)
+                                  : geom_s1(c->cout, c->cin, c->in.h, c->in.w, c->k);
         return d;
     }
+    d.how = DX_PHASES;
     size_t off = 0;
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++) {
@@ -560,72 +676,100 @@ static dx_plan dx_plan_of(const core_conv *c)
 }
 
 /* One example's input gradient from its dy: dy is padded, each pass
- * convolves it with its packed weights, stride 2 interleaves the phases. */
+ * convolves it with its weights; by taps sums the tap planes, stride 2
+ * interleaves the phases (both in buf). */
 static void dx_example(const core_conv *c, const dx_plan *d, const float *dye, float *dyp,
-                       float *phase, const float *wk, float *dxe)
+                       float *buf, const float *wk, float *dxe)
 {
-    pad_copy(dye, c->cout, c->out.h, c->out.w, dyp);
-    if (c->stride == 1) {
+    pad_copy(dye, c->cout, c->out.h, c->out.w, c->pad, dyp);
+    if (d->how == DX_DIRECT) {
         conv_image(&d->g[0], dyp, wk, NULL, dxe);
         return;
     }
+    if (d->how == DX_TAPS) {
+        conv_image(&d->g[0], dyp, wk, NULL, buf);
+        tap_sum(buf, c, dxe);
+        return;
+    }
+    float *phase = buf;
     const size_t block = (size_t)c->cin * d->g[0].h * d->g[0].w;
     for (int p = 0; p < d->passes; p++)
         conv_image(&d->g[p], dyp, wk + d->woff[p], NULL, phase + p * block);
     phase_gather(phase, c->cin, c->in, dxe);
 }
 
-/* One example's weight and bias gradient, into the thread's accumulators. */
-static void dw_example(const core_conv *c, const geom *gw, const float *xe, const float *dye,
-                       float *xp, float *acc, float *db)
+/* Examples per weight-gradient kernel call (see DW_IMAGES). */
+static int dw_images(const geom *g)
 {
-    const size_t hw = (size_t)gw->h * gw->w;
-    input_copy(c, xe, xp);
-    dw_image(gw, xp, dye, acc);
-    for (int co = 0; co < gw->cout; co++) {
-        float sum = 0.0f;
+    const int e = (DW_VECTORS + g->nvec - 1) / g->nvec;
+    return e < DW_IMAGES ? e : DW_IMAGES;
+}
+
+/* The weight and bias gradient of ne consecutive examples (at most
+ * DW_IMAGES), into the thread's accumulators; their padded inputs go to
+ * the xp slots, xstep floats apart. */
+static void dw_examples(const core_conv *c, const geom *gw, const float *x, const float *dy,
+                        int ne, float *xp, float *acc, float *db)
+{
+    geom g = *gw;
+    g.images = ne;
+    const size_t hw = (size_t)g.h * g.w;
+    for (int e = 0; e < ne; e++)
+        input_copy(c, x + e * core_shape_size(c->in), xp + e * g.xstep);
+    dw_image(&g, xp, dy, acc);
+    for (int e = 0; e < ne; e++)
+        for (int co = 0; co < g.cout; co++) {
+            const float *d = dy + e * g.dystep + co * hw;
+            float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (size_t j = 0; j < hw; j++)
-            sum += dye[co * hw + j];
-        db[co] += sum;
-    }
+            for (size_t j = 0; j < hw; j++)
+                sum += d[j];
+            db[co] += sum;
+        }
 }
 
 void core_conv_direct_backward(const core_conv *c, const float *params, const float *x,
                                const float *dy, float *dx, int n, int param_grads,
                                core_conv_scratch *s, int threads)
 {
-    const geom gw = geom_forward(c);
-    const dx_plan d = dx_plan_of(c);
     const col_layout l = col_layout_of(c);
     const size_t in = core_shape_size(c->in), out = core_shape_size(c->out);
-    const size_t wlen = (size_t)c->cin * c->cout * TAPS;
+    geom gw = geom_forward(c);
+    gw.xstep = l.xpad;
+    gw.dystep = out;
+    const dx_plan d = dx_plan_of(c);
+    const size_t wlen = (size_t)c->cin * c->cout * c->k * c->k;
+    const int per = dw_images(&gw), groups = (n + per - 1) / per;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
-        float *xp = s->col + t * s->col_len, *dyp = xp + l.xpad, *phase = dyp + l.dypad;
+        float *xp = s->col + t * s->col_len, *dyp = xp + DW_IMAGES * l.xpad;
+        float *buf = dyp + l.dypad;
         float *wk = s->tmp + t * s->tmp_len, *acc = wk + wlen;
         float *dw = s->dw + t * s->dw_len, *db = dw + wlen;
-        if (dx && c->stride == 1)
-            pack_transposed(params + c->w_off, c->cin, c->cout, wk);
-        else if (dx)
+        const float *wdx = d.how == DX_TAPS ? params + c->w_off : wk;
+        if (dx && d.how == DX_DIRECT)
+            pack_transposed(params + c->w_off, c->cin, c->cout, c->k * c->k, wk);
+        else if (dx && d.how == DX_PHASES)
             pack_phases(params + c->w_off, c->cin, c->cout, wk);
-        memset(xp, 0, sizeof(float) * (l.xpad + l.dypad));
+        memset(xp, 0, sizeof(float) * (DW_IMAGES * l.xpad + l.dypad));
         if (param_grads) {
             memset(acc, 0, sizeof(float) * wlen * LANES);
-            /* The partials are per thread: the split must be a fixed one. */
+            /* The partials are per thread: the split (into groups of per
+             * examples) must be a fixed one. */
 #pragma omp for schedule(static)
-            for (int e = 0; e < n; e++) {
-                dw_example(c, &gw, x + e * in, dy + e * out, xp, acc, db);
-                if (dx)
-                    dx_example(c, &d, dy + e * out, dyp, phase, wk, dx + e * in);
+            for (int gi = 0; gi < groups; gi++) {
+                const int e0 = gi * per, ne = n - e0 < per ? n - e0 : per;
+                dw_examples(c, &gw, x + e0 * in, dy + e0 * out, ne, xp, acc, db);
+                for (int e = e0; dx && e < e0 + ne; e++)
+                    dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);
             }
             dw_finish(acc, dw, wlen);
         } else if (dx) {
             /* Each example's dx is the same whichever thread computes it. */
 #pragma omp for schedule(dynamic, 2)
             for (int e = 0; e < n; e++)
-                dx_example(c, &d, dy + e * out, dyp, phase, wk, dx + e * in);
+                dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);
         }
     }
 }

@@ -1,11 +1,13 @@
 /*
- * conv_direct.h - the direct 3x3 / pad 1 / stride 1 or 2 convolution
- * (conv_direct.c) that conv.c dispatches to when a layer's shape and the
+ * conv_direct.h - the direct 3x3 (pad 1, stride 1 or 2) and 5x5 (pad 2,
+ * stride 1) convolution (conv_direct.c) that conv.c dispatches to when a layer's shape and the
  * CPU qualify.
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
- *   col  one example's padded input (stride 2: split in phases), its padded
- *        dy, and for stride 2 the four phases of its dx
+ *   col  the padded inputs (stride 2: split in phases) of up to 4 examples
+ *        (the weight gradient takes them together), one example's padded
+ *        dy, and for stride 2 the four phases of its dx (fewer than 8 input
+ *        channels: its dx tap planes)
  *   tmp  the weights repacked for the kernel, then the thread's weight-gradient
  *        accumulators (16 lanes per weight, summed horizontally at the end)
  *   dw   the thread's partial weight and bias gradient, as for im2col

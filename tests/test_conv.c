@@ -1,10 +1,12 @@
 /*
  * test_conv.c - core_conv_forward / core_conv_backward against naive loops.
  *
- * The shapes cover both paths of conv.c: 3x3 pad 1 with stride 1 or 2 goes
- * to the direct convolution (conv_direct.c) on AVX-512 machines, everything
- * else to im2col + GEMM. Widths are chosen to not be multiples of 16 (masked
- * vector tails), channel counts to not be multiples of the kernel's blocks.
+ * The shapes cover both paths of conv.c: 3x3 pad 1 with stride 1 or 2 and
+ * 5x5 pad 2 with stride 1 go to the direct convolution (conv_direct.c) on
+ * AVX-512 machines, everything else to im2col + GEMM. Widths are chosen to
+ * not be multiples of 16 (masked vector tails), channel counts to not be
+ * multiples of the kernel's blocks; 5x5 with fewer than 8 input channels
+ * takes dx by tap planes.
  */
 #include "testutil.h"
 
@@ -167,8 +169,19 @@ static const conv_case cases[] = {
     {4, 9, 3, 2, 1, 1, 2, 1},
     {2, 16, 3, 2, 1, 14, 33, 1},
     {7, 1, 3, 2, 1, 9, 12, 2},
+    /* 5x5 pad 2 stride 1 (direct): madry's shapes, then odd ones */
+    {1, 32, 5, 1, 2, 28, 28, 2},
+    {32, 64, 5, 1, 2, 14, 14, 2},
+    {32, 1, 5, 1, 2, 28, 28, 1},
+    {8, 9, 5, 1, 2, 7, 7, 3},
+    {3, 8, 5, 1, 2, 5, 5, 2},
+    {9, 3, 5, 1, 2, 1, 1, 2},
+    {3, 9, 5, 1, 2, 4, 17, 1},
+    {64, 8, 5, 1, 2, 3, 14, 1},
+    {1, 3, 5, 1, 2, 2, 64, 1},
     /* im2col + GEMM */
     {2, 4, 5, 1, 0, 8, 8, 2},
+    {2, 3, 5, 2, 2, 9, 9, 2},
     {3, 3, 3, 1, 0, 7, 6, 2},
     {2, 3, 3, 1, 1, 4, 70, 1},
 };
@@ -181,10 +194,12 @@ START_TEST(conv_matches_reference)
 }
 END_TEST
 
-/* The same thread count gives the same bytes, run after run. */
+/* The same thread count gives the same bytes, run after run (3x3 and 5x5). */
+static const conv_case repeat_cases[] = {{16, 16, 3, 1, 1, 28, 28, 5}, {8, 16, 5, 1, 2, 14, 14, 5}};
+
 START_TEST(conv_deterministic)
 {
-    const conv_case cc = {16, 16, 3, 1, 1, 28, 28, 5};
+    const conv_case cc = repeat_cases[_i];
     const core_conv c = make_conv(&cc);
     const size_t in = cc.n * core_shape_size(c.in), out = cc.n * core_shape_size(c.out);
     const size_t np = c.b_off + c.cout;
@@ -226,7 +241,8 @@ static Suite *suite_conv(void)
     TCase *tc = tcase_create("passes");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, conv_matches_reference, 0, (int)(sizeof cases / sizeof cases[0]));
-    tcase_add_test(tc, conv_deterministic);
+    tcase_add_loop_test(tc, conv_deterministic, 0,
+                        (int)(sizeof repeat_cases / sizeof repeat_cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }
