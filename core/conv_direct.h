@@ -1,7 +1,7 @@
 /*
  * conv_direct.h - the direct 3x3 (pad 1, stride 1 or 2) and 5x5 (pad 2,
- * stride 1) convolution (conv_direct.c) that conv.c dispatches to when a layer's shape and the
- * CPU qualify.
+ * stride 1) convolution (conv_direct.c) that conv.c dispatches to when a
+ * layer's shape and the CPU qualify.
  *
  * It uses the same per-thread scratch as the im2col path, sliced its own way:
  *   col  the padded inputs (stride 2: split in phases) of up to 4 examples
