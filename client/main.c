@@ -43,8 +43,7 @@ static const command commands[] = {
      "       [--no-calibration] [--corruptions] [--explain [--explain-limit N] [--explain-class K]\n"
      "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
      "       [--wait]",
-     "queue an evaluation of a checkpoint of JOB (calibration always; corruptions and\n"
-     "       explanations when asked)"},
+     "queue an evaluation of a checkpoint of JOB (with calibration, corruptions, explanations)"},
     {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval] [--limit N]", "list jobs"},
     {"status", NULL, cmd_status, "JOB", "show a job"},
     {"watch", NULL, cmd_watch, "JOB", "follow a job's progress to its end"},
@@ -59,8 +58,7 @@ static const command commands[] = {
      "JOB (--adversarial | --saliency | --smoothgrad | --ig | --corruptions) [-n N]\n"
      "       [--class K] [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N]\n"
      "       -o DIR",
-     "draw PNG pictures of JOB's model at work into DIR (with index.tsv); given an eval\n"
-     "       job and no kind, fetch the pictures it drew"},
+     "draw PNG pictures of JOB's model at work (or fetch an eval job's) into DIR"},
     {"ping", NULL, cmd_ping, "", "check that advd answers"},
     {"version", NULL, cmd_version, "", "versions of advctl and advd"},
     {"help", NULL, cmd_help, "[COMMAND]", "this help, or a command's"},
