@@ -355,7 +355,8 @@ static void attack_name(const json_t *spec, char *buf, size_t len)
     const json_t *steps = json_object_get(spec, "steps");
     if (suite)
         snprintf(buf, len, "suite:%s", suite);
-    else if (attack && json_is_integer(steps) && strcmp(attack, "square") && strcmp(attack, "noise") && strcmp(attack, "fgsm"))
+    else if (attack && json_is_integer(steps) && strcmp(attack, "square") &&
+             strcmp(attack, "noise") && strcmp(attack, "fgsm"))
         snprintf(buf, len, "%s-%lld%s", attack, (long long)json_integer_value(steps),
                  json_is_true(json_object_get(spec, "final")) ? " (final)" : "");
     else

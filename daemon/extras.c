@@ -479,10 +479,11 @@ static int images_adversarial(const advd_extras *x, int n, text_buf *idx)
         fprintf(idx->f, "%d\t%s\t%s\t%s\t%.4f\n", i, class_name(x, x->y[i]), class_name(x, pc[i]),
                 class_name(x, pa[i]), (double)linf);
     }
-    rc = grid_of(x, "clean.png", x->x, n, PER_ROW) || grid_of(x, "adversarial.png", xadv, n, PER_ROW) ||
-                 grid_of(x, "perturbation.png", delta, n, PER_ROW)
-             ? -1
-             : 0;
+    if (grid_of(x, "clean.png", x->x, n, PER_ROW) ||
+        grid_of(x, "adversarial.png", xadv, n, PER_ROW) ||
+        grid_of(x, "perturbation.png", delta, n, PER_ROW))
+        goto out;
+    rc = 0;
 out:
     core_free(xadv);
     core_free(delta);
@@ -569,7 +570,8 @@ static int images_corruptions(const advd_extras *x, text_buf *idx)
     float *img = core_alloc(sizeof(float) * dim);
     core_canvas cv = {0};
     int rc = -1;
-    if (!img || core_canvas_init(&cv, CORE_NCORRUPTIONS, CORE_SEVERITIES + 1, s.h, s.w, zoom_of(s), x->err)) {
+    if (!img || core_canvas_init(&cv, CORE_NCORRUPTIONS, CORE_SEVERITIES + 1, s.h, s.w,
+                                 zoom_of(s), x->err)) {
         if (!img)
             core_errf(x->err, "out of memory");
         goto out;

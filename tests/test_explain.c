@@ -37,7 +37,8 @@ START_TEST(ig_is_complete)
     char err[CORE_ERRLEN];
     core_model *m = small_model();
     const size_t dim = core_shape_size(m->in);
-    float *x = inputs(N, dim), *attr = core_alloc(sizeof(float) * dim * N), *zero = core_alloc(sizeof(float) * dim * N);
+    float *x = inputs(N, dim), *attr = core_alloc(sizeof(float) * dim * N);
+    float *zero = core_alloc(sizeof(float) * dim * N);
     core_explain_cfg cfg = core_explain_defaults(CORE_EXPLAIN_IG);
     cfg.steps = 256;
     int pred[N];
@@ -66,7 +67,8 @@ START_TEST(smoothgrad_without_noise_is_the_gradient)
     char err[CORE_ERRLEN];
     core_model *m = small_model();
     const size_t dim = core_shape_size(m->in);
-    float *x = inputs(N, dim), *a = core_alloc(sizeof(float) * dim * N), *b = core_alloc(sizeof(float) * dim * N);
+    float *x = inputs(N, dim), *a = core_alloc(sizeof(float) * dim * N);
+    float *b = core_alloc(sizeof(float) * dim * N);
     core_explain_cfg sal = core_explain_defaults(CORE_EXPLAIN_SALIENCY),
                      sg = core_explain_defaults(CORE_EXPLAIN_SMOOTHGRAD);
     sg.sigma = 0.0f;
