@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attack.h"
+#include "loss.h"
 #include "rng.h"
 
 static const char *const method_names[] = {"saliency", "smoothgrad", "ig"};
@@ -64,28 +65,17 @@ static int grad_ws_init(grad_ws *w, const core_model *m, int n, char *err)
 {
     const size_t dim = core_shape_size(m->in);
     memset(w, 0, sizeof *w);
+    if (n > m->capacity)
+        return core_errf(err, "%d examples do not fit the model's batch of %d", n, m->capacity);
     w->xb = core_alloc(sizeof(float) * dim * (size_t)n);
     w->g = core_alloc(sizeof(float) * dim * (size_t)n);
     w->dl = core_alloc(sizeof(float) * (size_t)m->nclass * (size_t)n);
     w->cls = core_alloc(sizeof(int) * (size_t)n);
-    if (n > m->capacity) {
-        grad_ws_free(w);
-        return core_errf(err, "%d examples do not fit the model's batch of %d", n, m->capacity);
-    }
     if (!w->xb || !w->g || !w->dl || !w->cls) {
         grad_ws_free(w);
         return core_errf(err, "out of memory for explaining %d examples", n);
     }
     return 0;
-}
-
-static int argmax(const float *z, int c)
-{
-    int best = 0;
-    for (int k = 1; k < c; k++)
-        if (z[k] > z[best])
-            best = k;
-    return best;
 }
 
 /* g = dz_cls/dx at x for each example; pred (may be NULL) gets the
@@ -98,7 +88,7 @@ static void logit_grad(core_model *m, grad_ws *w, const float *x, const int *cls
     memset(w->dl, 0, sizeof(float) * (size_t)c * n);
     for (int i = 0; i < n; i++) {
         if (pred)
-            pred[i] = argmax(z + (size_t)i * c, c);
+            pred[i] = core_argmax(z + (size_t)i * c, c);
         w->dl[(size_t)i * c + cls[i]] = 1.0f;
     }
     core_model_backward(m, w->dl, n, g, 0);
@@ -108,7 +98,7 @@ static void predict(core_model *m, const float *x, int n, int *pred)
 {
     const float *z = core_model_forward(m, x, n);
     for (int i = 0; i < n; i++)
-        pred[i] = argmax(z + (size_t)i * m->nclass, m->nclass);
+        pred[i] = core_argmax(z + (size_t)i * m->nclass, m->nclass);
 }
 
 static void smoothgrad(const core_explain_cfg *cfg, core_model *m, grad_ws *w, const float *x,

@@ -32,6 +32,7 @@
 #include "core/corrupt.h"
 #include "core/explain.h"
 #include "core/image.h"
+#include "core/loss.h"
 #include "core/rng.h"
 
 /* Streams of the random numbers drawn here, apart from the attacks'. */
@@ -92,14 +93,6 @@ static void logits_of(const advd_extras *x, const float *in, int n, float *logit
     }
 }
 
-static int argmax(const float *z, int c)
-{
-    int best = 0;
-    for (int k = 1; k < c; k++)
-        best = z[k] > z[best] ? k : best;
-    return best;
-}
-
 static void predictions(const advd_extras *x, const float *in, int n, int *pred)
 {
     const size_t dim = core_shape_size(x->m->in);
@@ -107,8 +100,21 @@ static void predictions(const advd_extras *x, const float *in, int n, int *pred)
         int k = batch_of(x, off, n);
         const float *z = core_model_forward(x->m, in + dim * off, k);
         for (int i = 0; i < k; i++)
-            pred[off + i] = argmax(z + (size_t)i * x->m->nclass, x->m->nclass);
+            pred[off + i] = core_argmax(z + (size_t)i * x->m->nclass, x->m->nclass);
     }
+}
+
+/* How many of n examples the model classifies as y. */
+static int correct_of(const advd_extras *x, const float *in, const int *y, int n)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    int correct = 0;
+    for (int off = 0; off < n; off += x->batch) {
+        int k = batch_of(x, off, n);
+        correct += core_count_correct(core_model_forward(x->m, in + dim * off, k), y + off, k,
+                                      x->m->nclass);
+    }
+    return correct;
 }
 
 static void send_report(const advd_extras *x, const char *kind, json_t *data)
@@ -222,7 +228,7 @@ out:
 
 /* Correctly classified of the n examples under corruption c at severity. */
 static int corrupted_correct(const advd_extras *x, core_corruption c, int severity, float *buf,
-                             int *pred, int *correct)
+                             int *correct)
 {
     const size_t dim = core_shape_size(x->m->in);
     *correct = 0;
@@ -232,9 +238,7 @@ static int corrupted_correct(const advd_extras *x, core_corruption c, int severi
         if (core_corrupt(c, severity, x->x + dim * off, buf, k, x->m->in, x->es->seed, stream,
                          x->err))
             return -1;
-        predictions(x, buf, k, pred);
-        for (int i = 0; i < k; i++)
-            *correct += pred[i] == x->y[off + i];
+        *correct += correct_of(x, buf, x->y + off, k);
     }
     return stopped(x);
 }
@@ -243,10 +247,10 @@ int advd_extras_corruptions(const advd_extras *x)
 {
     const size_t dim = core_shape_size(x->m->in);
     float *buf = core_alloc(sizeof(float) * dim * x->batch);
-    int *pred = core_alloc(sizeof(int) * (x->n > x->batch ? x->n : x->batch)), rc = -1;
+    int rc = -1;
     json_t *list = json_array();
     double total = 0.0;
-    if (!buf || !pred) {
+    if (!buf) {
         core_errf(x->err, "out of memory for the corruptions of %d examples", x->n);
         goto out;
     }
@@ -254,7 +258,7 @@ int advd_extras_corruptions(const advd_extras *x)
         json_t *levels = json_array(), *acc = json_array();
         for (int s = 1; s <= CORE_SEVERITIES; s++) {
             int correct;
-            if (corrupted_correct(x, (core_corruption)c, s, buf, pred, &correct)) {
+            if (corrupted_correct(x, (core_corruption)c, s, buf, &correct)) {
                 json_decref(levels);
                 json_decref(acc);
                 goto out;
@@ -268,10 +272,7 @@ int advd_extras_corruptions(const advd_extras *x)
                                               core_corruption_name((core_corruption)c), "levels",
                                               levels, "accuracy", acc));
     }
-    predictions(x, x->x, x->n, pred);
-    int correct = 0;
-    for (int i = 0; i < x->n; i++)
-        correct += pred[i] == x->y[i];
+    const int correct = correct_of(x, x->x, x->y, x->n);
     send_report(x, "corruptions",
                 json_pack("{s:i, s:f, s:f, s:O}", "n", x->n, "clean_accuracy",
                           x->n ? (double)correct / x->n : 0.0, "mean_accuracy",
@@ -280,7 +281,6 @@ int advd_extras_corruptions(const advd_extras *x)
 out:
     json_decref(list);
     core_free(buf);
-    core_free(pred);
     return rc;
 }
 

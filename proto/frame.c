@@ -25,12 +25,10 @@ const char *adv_errcode_name(adv_errcode c)
 
 int adv_errcode_parse(const char *s, adv_errcode *out)
 {
-    for (int i = 0; s && i < NCODES; i++)
-        if (strcmp(s, code_names[i]) == 0) {
-            *out = (adv_errcode)i;
-            return 0;
-        }
-    return -1;
+    int i = core_name_index(s, code_names, NCODES);
+    if (i >= 0)
+        *out = (adv_errcode)i;
+    return i >= 0 ? 0 : -1;
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.

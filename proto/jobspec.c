@@ -55,12 +55,13 @@ static const char *const loss_names[] = {"ce", "cw", "dlr"};
 static int list_parse(const char *s, const char *const *names, int n, const char *what,
                       int *out, char *err)
 {
+    int found = core_name_index(s, names, n);
+    if (found >= 0) {
+        *out = found;
+        return 0;
+    }
     char expected[160] = "";
     for (int i = 0; i < n; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
         size_t len = strlen(expected);
         snprintf(expected + len, sizeof expected - len, "%s%s", names[i],
                  i + 2 < n ? ", " : i + 2 == n ? " or " : "");

@@ -20,14 +20,6 @@ static const char *const cmd_names[ADV_NCMDS] = {
     "checkpoints", "export", "watch", "ping", "version", "images",
 };
 
-static int lookup(const char *s, const char *const *names, int n)
-{
-    for (int i = 0; s && i < n; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 const char *adv_job_kind_name(adv_job_kind k)
 {
     return (unsigned)k < 2 ? kind_names[k] : "unknown";
@@ -35,7 +27,7 @@ const char *adv_job_kind_name(adv_job_kind k)
 
 int adv_job_kind_parse(const char *s, adv_job_kind *out)
 {
-    int i = lookup(s, kind_names, 2);
+    int i = core_name_index(s, kind_names, 2);
     if (i >= 0)
         *out = (adv_job_kind)i;
     return i >= 0 ? 0 : -1;
@@ -48,7 +40,7 @@ const char *adv_job_state_name(adv_job_state s)
 
 int adv_job_state_parse(const char *s, adv_job_state *out)
 {
-    int i = lookup(s, state_names, ADV_NSTATES);
+    int i = core_name_index(s, state_names, ADV_NSTATES);
     if (i >= 0)
         *out = (adv_job_state)i;
     return i >= 0 ? 0 : -1;
@@ -66,7 +58,7 @@ const char *adv_cmd_name(adv_cmd c)
 
 int adv_cmd_parse(const char *s, adv_cmd *out)
 {
-    int i = lookup(s, cmd_names, ADV_NCMDS);
+    int i = core_name_index(s, cmd_names, ADV_NCMDS);
     if (i >= 0)
         *out = (adv_cmd)i;
     return i >= 0 ? 0 : -1;
@@ -204,7 +196,7 @@ static int check_args(const adv_request *req, adv_error *e)
     char where[40];
     snprintf(where, sizeof where, " for '%s'", adv_cmd_name(req->cmd));
     json_object_foreach(req->root, key, v) {
-        if (lookup(key, names, n) < 0)
+        if (core_name_index(key, names, n) < 0)
             return adv_proto_unknown_key(e, key, where, names + 2, n - 2);
     }
     for (int j = 0; j < MAX_ARGS && defs[j].name; j++) {
