@@ -80,6 +80,22 @@ int cmd_checkpoints(ctl *c, int argc, char **argv);
 int cmd_compare(ctl *c, int argc, char **argv);
 int cmd_images(ctl *c, int argc, char **argv);
 
+/* submit.c: command-line flags that set a key of a job spec, from a
+ * table ending in {NULL}. CTL_TRUE / CTL_FALSE are switches that take no
+ * value. ctl_apply_flag: argv[*i] is a flag of table t: set it in spec
+ * (advancing *i past its value); 0, 1 when it is not one of the table's,
+ * or ADVCTL_USAGE after printing why. ctl_parse_ckpt: the value of
+ * --checkpoint (latest, best or an epoch) into spec's "checkpoint". */
+typedef enum { CTL_INT, CTL_FLOAT, CTL_STR, CTL_TRUE, CTL_FALSE } ctl_flag_type;
+typedef struct {
+    const char *flag, *key;
+    ctl_flag_type type;
+} ctl_flag;
+
+int ctl_apply_flag(const char *cmd, const ctl_flag *t, int argc, char **argv, int *i,
+                   json_t *spec);
+int ctl_parse_ckpt(const char *cmd, const char *s, json_t *spec);
+
 /* submit.c: validate a spec with the daemon's own code (printing the
  * message that names the field; ADVCTL_USAGE), and submit one (stolen):
  * 0 with the new job's id and, when result is not NULL, the response. */

@@ -23,100 +23,80 @@ typedef struct {
     int64_t job;
     int kind;              /* adv_images_kind; ADV_IMAGES_NONE: fetch only */
     long long n;
-    const char *out, *checkpoint, *attack, *eps, *seed, *cls;
+    const char *out;
+    json_t *flags;         /* eval-spec keys given on the command line */
 } images_args;
 
-/* Where the value of a plain option goes; NULL for other arguments. */
-static const char **option_slot(images_args *a, const char *s)
+/* The options that go into the drawing job's spec as they are. */
+static const ctl_flag spec_flags[] = {
+    {"--attack", "attack", CTL_STR},
+    {"--eps", "eps", CTL_FLOAT},
+    {"--seed", "seed", CTL_INT},
+    {"--class", "explain_class", CTL_INT},
+    {NULL, NULL, CTL_INT},
+};
+
+static int parse_arg(int argc, char **argv, int *i, images_args *a, int *njobs)
 {
-    return !strcmp(s, "--checkpoint") ? &a->checkpoint
-           : !strcmp(s, "--attack")   ? &a->attack
-           : !strcmp(s, "--eps")      ? &a->eps
-           : !strcmp(s, "--seed")     ? &a->seed
-           : !strcmp(s, "--class")    ? &a->cls
-                                      : NULL;
+    const char *s = argv[*i], *v;
+    int kind, rc;
+    if (s[0] == '-' && s[1] == '-' && adv_images_kind_parse(s + 2, &kind, NULL) == 0 &&
+        kind != ADV_IMAGES_NONE) {
+        if (a->kind != ADV_IMAGES_NONE)
+            return ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, "
+                                       "--ig or --corruptions");
+        a->kind = kind;
+        return 0;
+    }
+    if (!strcmp(s, "-n")) {
+        if (!(v = ctl_optarg("images", argc, argv, i)))
+            return ADVCTL_USAGE;
+        return ctl_parse_int(v, 1, ADV_IMAGES_MAX, &a->n)
+                   ? ctl_usage("images", "invalid '-n': expected an integer in [1, %d], got '%s'",
+                               ADV_IMAGES_MAX, v)
+                   : 0;
+    }
+    if (!strcmp(s, "-o") || !strcmp(s, "--output"))
+        return (a->out = ctl_optarg("images", argc, argv, i)) ? 0 : ADVCTL_USAGE;
+    if (!strcmp(s, "--checkpoint"))
+        return (v = ctl_optarg("images", argc, argv, i)) ? ctl_parse_ckpt("images", v, a->flags)
+                                                         : ADVCTL_USAGE;
+    if (s[0] != '-' && !(*njobs)++)
+        return ctl_parse_job(s, &a->job) ? ctl_usage("images", "invalid JOB '%s': expected a "
+                                                               "job id", s)
+                                         : 0;
+    if ((rc = ctl_apply_flag("images", spec_flags, argc, argv, i, a->flags)) != 1)
+        return rc;
+    return ctl_usage("images", s[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'",
+                     s);
 }
 
 static int parse_args(int argc, char **argv, images_args *a)
 {
-    int njobs = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        int kind;
-        if (s[0] == '-' && s[1] == '-' && adv_images_kind_parse(s + 2, &kind, NULL) == 0 &&
-            kind != ADV_IMAGES_NONE) {
-            if (a->kind != ADV_IMAGES_NONE)
-                return ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, "
-                                           "--ig or --corruptions");
-            a->kind = kind;
-        } else if (!strcmp(s, "-n")) {
-            const char *v = ctl_optarg("images", argc, argv, &i);
-            if (!v || ctl_parse_int(v, 1, ADV_IMAGES_MAX, &a->n))
-                return v ? ctl_usage("images", "invalid '-n': expected an integer in [1, %d], "
-                                               "got '%s'", ADV_IMAGES_MAX, v)
-                         : ADVCTL_USAGE;
-        } else if (!strcmp(s, "-o") || !strcmp(s, "--output")) {
-            if (!(a->out = ctl_optarg("images", argc, argv, &i)))
-                return ADVCTL_USAGE;
-        } else if (option_slot(a, s)) {
-            const char *v = ctl_optarg("images", argc, argv, &i);
-            if (!v)
-                return ADVCTL_USAGE;
-            *option_slot(a, s) = v;
-        } else if (s[0] != '-' && !njobs++) {
-            if (ctl_parse_job(s, &a->job))
-                return ctl_usage("images", "invalid JOB '%s': expected a job id", s);
-        } else {
-            return ctl_usage("images", s[0] == '-' ? "unknown option '%s'"
-                                                   : "unexpected argument '%s'", s);
-        }
-    }
+    int njobs = 0, rc = 0;
+    for (int i = 1; i < argc && !rc; i++)
+        rc = parse_arg(argc, argv, &i, a, &njobs);
+    if (rc)
+        return rc;
     if (!njobs)
         return ctl_usage("images", "missing JOB");
     return a->out ? 0 : ctl_usage("images", "missing '-o DIR'");
 }
 
-/* The eval spec of the drawing job; NULL after a usage error. */
+/* The eval spec of the drawing job: the command line's keys over these
+ * defaults, eps that of JOB's adversarial training unless given. */
 static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
 {
     json_t *spec = json_pack("{s:s, s:I, s:s, s:i, s:I, s:s, s:I, s:b, s:b, s:s}", "kind", "eval",
                              "job", (json_int_t)a->job, "name", "images", "priority", 1000,
                              "limit", (json_int_t)a->n, "images", adv_images_kind_name(a->kind),
                              "images_n", (json_int_t)a->n, "sanity", 0, "calibration", 0,
-                             "attack", a->attack ? a->attack : "pgd");
-    double eps = json_number_value(json_object_get(train_spec, "eps")), d;
-    long long seed, cls;
+                             "attack", "pgd");
     const char *method = json_string_value(json_object_get(train_spec, "method"));
-    if (a->eps) {
-        if (ctl_parse_double(a->eps, &d)) {
-            json_decref(spec);
-            ctl_usage("images", "invalid '--eps': expected a number, got '%s'", a->eps);
-            return NULL;
-        }
-        json_object_set_new(spec, "eps", json_real(d));
-    } else if (method && strcmp(method, "clean") && eps > 0) {
+    if (method && strcmp(method, "clean") &&
+        json_number_value(json_object_get(train_spec, "eps")) > 0)
         json_object_set(spec, "eps", json_object_get(train_spec, "eps"));
-    }
-    if (a->seed && ctl_parse_int(a->seed, 0, INT64_MAX, &seed) == 0)
-        json_object_set_new(spec, "seed", json_integer(seed));
-    else if (a->seed) {
-        json_decref(spec);
-        ctl_usage("images", "invalid '--seed': expected an integer >= 0, got '%s'", a->seed);
-        return NULL;
-    }
-    if (a->cls && ctl_parse_int(a->cls, 0, CORE_MAX_CLASSES - 1, &cls) == 0)
-        json_object_set_new(spec, "explain_class", json_integer(cls));
-    else if (a->cls) {
-        json_decref(spec);
-        ctl_usage("images", "invalid '--class': expected a class index, got '%s'", a->cls);
-        return NULL;
-    }
-    if (a->checkpoint) {
-        long long ep;
-        json_object_set_new(spec, "checkpoint", ctl_parse_int(a->checkpoint, 0, 100000, &ep) == 0
-                                                    ? json_integer(ep)
-                                                    : json_string(a->checkpoint));
-    }
+    json_object_update(spec, a->flags);
     return spec;
 }
 
@@ -125,8 +105,6 @@ static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
 static int draw(ctl *c, const images_args *a, const json_t *status, int64_t *eval_job)
 {
     json_t *spec = drawing_spec(a, json_object_get(status, "spec"));
-    if (!spec)
-        return ADVCTL_USAGE;
     int rc = ctl_validate_spec("images", spec);
     if (rc) {
         json_decref(spec);
@@ -214,11 +192,13 @@ static int fetch(ctl *c, int64_t job, const char *dir)
 
 int cmd_images(ctl *c, int argc, char **argv)
 {
-    images_args a = {.kind = ADV_IMAGES_NONE, .n = 16};
+    images_args a = {.kind = ADV_IMAGES_NONE, .n = 16, .flags = json_object()};
     int rc = parse_args(argc, argv, &a);
     json_t *st;
-    if (rc || (rc = ctl_call_job(c, "status", a.job, &st)))
+    if (rc || (rc = ctl_call_job(c, "status", a.job, &st))) {
+        json_decref(a.flags);
         return rc;
+    }
     const char *kind = json_string_value(json_object_get(st, "kind"));
     int64_t job = a.job;
     if (kind && !strcmp(kind, "eval") && a.kind != ADV_IMAGES_NONE)
@@ -231,5 +211,6 @@ int cmd_images(ctl *c, int argc, char **argv)
     else if (a.kind != ADV_IMAGES_NONE)
         rc = draw(c, &a, st, &job);
     json_decref(st);
+    json_decref(a.flags);
     return rc ? rc : fetch(c, job, a.out);
 }

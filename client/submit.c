@@ -13,51 +13,43 @@
 #include <string.h>
 #include <unistd.h>
 
-/* T_TRUE / T_FALSE: a switch that takes no value and sets the key. */
-typedef enum { T_INT, T_FLOAT, T_STR, T_TRUE, T_FALSE } flag_type;
-
-typedef struct {
-    const char *flag, *key;
-    flag_type type;
-} flag;
-
-static const flag train_flags[] = {
-    {"--name", "name", T_STR},           {"--dataset", "dataset", T_STR},
-    {"--model", "model", T_STR},         {"--epochs", "epochs", T_INT},
-    {"--batch", "batch", T_INT},         {"--optimizer", "optimizer", T_STR},
-    {"--lr", "lr", T_FLOAT},             {"--schedule", "schedule", T_STR},
-    {"--method", "method", T_STR},       {"--eps", "eps", T_FLOAT},
-    {"--alpha", "alpha", T_FLOAT},       {"--steps", "steps", T_INT},
-    {"--norm", "norm", T_STR},           {"--trades-beta", "trades_beta", T_FLOAT},
-    {"--train-limit", "train_limit", T_INT}, {"--val-size", "val_size", T_INT},
-    {"--val-robust-size", "val_robust_size", T_INT},
-    {"--seed", "seed", T_INT},           {"--priority", "priority", T_INT},
-    {"--checkpoint-every", "checkpoint_every", T_INT},
-    {NULL, NULL, T_INT},
+static const ctl_flag train_flags[] = {
+    {"--name", "name", CTL_STR},           {"--dataset", "dataset", CTL_STR},
+    {"--model", "model", CTL_STR},         {"--epochs", "epochs", CTL_INT},
+    {"--batch", "batch", CTL_INT},         {"--optimizer", "optimizer", CTL_STR},
+    {"--lr", "lr", CTL_FLOAT},             {"--schedule", "schedule", CTL_STR},
+    {"--method", "method", CTL_STR},       {"--eps", "eps", CTL_FLOAT},
+    {"--alpha", "alpha", CTL_FLOAT},       {"--steps", "steps", CTL_INT},
+    {"--norm", "norm", CTL_STR},           {"--trades-beta", "trades_beta", CTL_FLOAT},
+    {"--train-limit", "train_limit", CTL_INT}, {"--val-size", "val_size", CTL_INT},
+    {"--val-robust-size", "val_robust_size", CTL_INT},
+    {"--seed", "seed", CTL_INT},           {"--priority", "priority", CTL_INT},
+    {"--checkpoint-every", "checkpoint_every", CTL_INT},
+    {NULL, NULL, CTL_INT},
 };
 
-static const flag eval_flags[] = {
-    {"--name", "name", T_STR},         {"--priority", "priority", T_INT},
-    {"--attack", "attack", T_STR},     {"--suite", "suite", T_STR},
-    {"--steps", "steps", T_INT},       {"--restarts", "restarts", T_INT},
-    {"--alpha", "alpha", T_FLOAT},     {"--norm", "norm", T_STR},
-    {"--loss", "loss", T_STR},         {"--queries", "queries", T_INT},
-    {"--targets", "targets", T_INT},   {"--limit", "limit", T_INT},
-    {"--seed", "seed", T_INT},
-    {"--no-sanity", "sanity", T_FALSE},
-    {"--no-calibration", "calibration", T_FALSE},
-    {"--corruptions", "corruptions", T_TRUE},
-    {"--explain", "explain", T_TRUE},
-    {"--explain-limit", "explain_limit", T_INT},
-    {"--explain-class", "explain_class", T_INT},
-    {"--smoothgrad-samples", "smoothgrad_samples", T_INT},
-    {"--smoothgrad-sigma", "smoothgrad_sigma", T_FLOAT},
-    {"--ig-steps", "ig_steps", T_INT},
-    {"--fragility-eps", "fragility_eps", T_FLOAT},
-    {NULL, NULL, T_INT},
+static const ctl_flag eval_flags[] = {
+    {"--name", "name", CTL_STR},         {"--priority", "priority", CTL_INT},
+    {"--attack", "attack", CTL_STR},     {"--suite", "suite", CTL_STR},
+    {"--steps", "steps", CTL_INT},       {"--restarts", "restarts", CTL_INT},
+    {"--alpha", "alpha", CTL_FLOAT},     {"--norm", "norm", CTL_STR},
+    {"--loss", "loss", CTL_STR},         {"--queries", "queries", CTL_INT},
+    {"--targets", "targets", CTL_INT},   {"--limit", "limit", CTL_INT},
+    {"--seed", "seed", CTL_INT},
+    {"--no-sanity", "sanity", CTL_FALSE},
+    {"--no-calibration", "calibration", CTL_FALSE},
+    {"--corruptions", "corruptions", CTL_TRUE},
+    {"--explain", "explain", CTL_TRUE},
+    {"--explain-limit", "explain_limit", CTL_INT},
+    {"--explain-class", "explain_class", CTL_INT},
+    {"--smoothgrad-samples", "smoothgrad_samples", CTL_INT},
+    {"--smoothgrad-sigma", "smoothgrad_sigma", CTL_FLOAT},
+    {"--ig-steps", "ig_steps", CTL_INT},
+    {"--fragility-eps", "fragility_eps", CTL_FLOAT},
+    {NULL, NULL, CTL_INT},
 };
 
-static const flag *find_flag(const flag *t, const char *name)
+static const ctl_flag *find_flag(const ctl_flag *t, const char *name)
 {
     for (; t->flag; t++)
         if (!strcmp(t->flag, name))
@@ -66,38 +58,37 @@ static const flag *find_flag(const flag *t, const char *name)
 }
 
 /* The JSON value of a flag's text, or NULL after a usage error. */
-static json_t *flag_value(const char *cmd, const flag *f, const char *s)
+static json_t *flag_value(const char *cmd, const ctl_flag *f, const char *s)
 {
     long long i;
     double d;
     switch (f->type) {
-    case T_INT:
+    case CTL_INT:
         if (ctl_parse_int(s, LLONG_MIN, LLONG_MAX, &i) == 0)
             return json_integer(i);
         ctl_usage(cmd, "invalid '%s': expected an integer, got '%s'", f->flag, s);
         return NULL;
-    case T_FLOAT:
+    case CTL_FLOAT:
         if (ctl_parse_double(s, &d) == 0)
             return json_real(d);
         ctl_usage(cmd, "invalid '%s': expected a number, got '%s'", f->flag, s);
         return NULL;
-    case T_STR:
+    case CTL_STR:
         return json_string(s);
-    case T_TRUE:
-    case T_FALSE:
-        return json_boolean(f->type == T_TRUE);
+    case CTL_TRUE:
+    case CTL_FALSE:
+        return json_boolean(f->type == CTL_TRUE);
     }
     return NULL;
 }
 
-/* argv[*i] is a flag of table t: set it in spec. 0, 1 when it is not one
- * of the table's, or ADVCTL_USAGE. */
-static int apply_flag(const char *cmd, const flag *t, int argc, char **argv, int *i, json_t *spec)
+int ctl_apply_flag(const char *cmd, const ctl_flag *t, int argc, char **argv, int *i,
+                   json_t *spec)
 {
-    const flag *f = find_flag(t, argv[*i]);
+    const ctl_flag *f = find_flag(t, argv[*i]);
     if (!f)
         return 1;
-    const int is_switch = f->type == T_TRUE || f->type == T_FALSE;
+    const int is_switch = f->type == CTL_TRUE || f->type == CTL_FALSE;
     const char *s = is_switch ? "" : ctl_optarg(cmd, argc, argv, i);
     json_t *v = s ? flag_value(cmd, f, s) : NULL;
     if (!v)
@@ -196,7 +187,7 @@ static int submit_args(int argc, char **argv, json_t **spec, int *wait)
             *wait = 1;
         else if (argv[i][0] != '-' && !file)
             file = argv[i];
-        else if ((rc = apply_flag("submit", train_flags, argc, argv, &i, flags)) == 1)
+        else if ((rc = ctl_apply_flag("submit", train_flags, argc, argv, &i, flags)) == 1)
             rc = ctl_usage("submit", argv[i][0] == '-' ? "unknown option '%s'"
                                                        : "unexpected argument '%s'", argv[i]);
     }
@@ -248,7 +239,7 @@ static int parse_eps(const char *s, json_t *spec)
     return 0;
 }
 
-static int parse_ckpt(const char *s, json_t *spec)
+int ctl_parse_ckpt(const char *cmd, const char *s, json_t *spec)
 {
     long long ep;
     json_t *v = ctl_parse_int(s, 0, 100000, &ep) == 0 ? json_integer(ep) : json_string(s);
@@ -256,7 +247,7 @@ static int parse_ckpt(const char *s, json_t *spec)
     adv_error e;
     if (adv_ckpt_ref_parse(v, "--checkpoint", &ref, &e)) {
         json_decref(v);
-        return ctl_usage("eval", "%s", e.msg);
+        return ctl_usage(cmd, "%s", e.msg);
     }
     json_object_set_new(spec, "checkpoint", v);
     return 0;
@@ -271,13 +262,13 @@ static int eval_arg(int argc, char **argv, int *i, json_t *spec, int *wait, int 
     if (!strcmp(a, "--eps"))
         return (v = ctl_optarg("eval", argc, argv, i)) ? parse_eps(v, spec) : ADVCTL_USAGE;
     if (!strcmp(a, "--checkpoint"))
-        return (v = ctl_optarg("eval", argc, argv, i)) ? parse_ckpt(v, spec) : ADVCTL_USAGE;
+        return (v = ctl_optarg("eval", argc, argv, i)) ? ctl_parse_ckpt("eval", v, spec) : ADVCTL_USAGE;
     if (a[0] != '-') {
         if (++*njobs > 1 || ctl_parse_job(a, &job))
             return ctl_usage("eval", "unexpected argument '%s'", a);
         return json_object_set_new(spec, "job", json_integer(job)), 0;
     }
-    int rc = apply_flag("eval", eval_flags, argc, argv, i, spec);
+    int rc = ctl_apply_flag("eval", eval_flags, argc, argv, i, spec);
     return rc == 1 ? ctl_usage("eval", "unknown option '%s'", a) : rc;
 }
 
