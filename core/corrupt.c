@@ -78,19 +78,18 @@ static void gaussian_noise(const job *j, const float *x, float *y, int e)
         y[p] = clip01(x[p] + (float)j->level * core_rng_normal(j->seed, j->stream + e, p));
 }
 
-/* A Poisson draw of mean lambda: Knuth's product of uniforms below 30,
- * the rounded normal approximation above (its error is far below a pixel
- * level there). The uniforms come from a private SplitMix sequence seeded
- * by this pixel's random word. */
-static double poisson(double lambda, uint64_t word)
+/* A Poisson draw of mean lambda for draw (seed, stream, counter): the
+ * rounded normal approximation from 30 up (its error is far below a pixel
+ * level there), Knuth's product of uniforms below, the uniforms from a
+ * private SplitMix sequence seeded by the draw's random word. */
+static double poisson(double lambda, uint64_t seed, uint64_t stream, uint64_t counter)
 {
     if (lambda >= 30.0) {
-        double u1 = ((core_mix64(word) >> 11) + 0.5) * 0x1p-53;
-        double u2 = (core_mix64(word ^ 0x5bd1e995ULL) >> 11) * 0x1p-53;
-        double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+        double z = core_rng_normal(seed, stream, counter);
         double k = floor(lambda + sqrt(lambda) * z + 0.5);
         return k < 0.0 ? 0.0 : k;
     }
+    uint64_t word = core_rng_u64(seed, stream, counter);
     double limit = exp(-lambda), prod = 1.0;
     int k = -1;
     do {
@@ -105,7 +104,7 @@ static void shot_noise(const job *j, const float *x, float *y, int e)
 {
     const size_t dim = core_shape_size(j->s);
     for (size_t p = 0; p < dim; p++) {
-        double k = poisson(x[p] * j->level, core_rng_u64(j->seed, j->stream + e, p));
+        double k = poisson(x[p] * j->level, j->seed, j->stream + e, p);
         y[p] = clip01((float)(k / j->level));
     }
 }
