@@ -272,10 +272,9 @@ int advd_extras_corruptions(const advd_extras *x)
                                               core_corruption_name((core_corruption)c), "levels",
                                               levels, "accuracy", acc));
     }
-    const int correct = correct_of(x, x->x, x->y, x->n);
     send_report(x, "corruptions",
-                json_pack("{s:i, s:f, s:f, s:O}", "n", x->n, "clean_accuracy",
-                          x->n ? (double)correct / x->n : 0.0, "mean_accuracy",
+                json_pack("{s:i, s:f, s:f, s:O}", "n", x->n, "clean_accuracy", x->clean_acc,
+                          "mean_accuracy",
                           total / (CORE_NCORRUPTIONS * CORE_SEVERITIES), "corruptions", list));
     rc = 0;
 out:

@@ -24,6 +24,7 @@ typedef struct {
     const float *x;                  /* the n evaluated test examples */
     const int *y;
     int n, batch;
+    double clean_acc;                /* on the n examples, as the evaluation measured */
     const float *adv_logits;         /* n x classes under the evaluation's attack at
                                         its first eps, or NULL (a suite) */
     const adv_eval_spec *es;

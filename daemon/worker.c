@@ -519,11 +519,12 @@ static int extras_stop(void *ctx)
 }
 
 /* Calibration, corruptions, explanations and pictures, as asked. */
-static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
+static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent, double clean_acc)
 {
     const adv_eval_spec *es = &w->spec->eval;
     const advd_extras x = {.m = r->m, .ws = r->ws, .te = &r->te, .x = r->x, .y = r->y, .n = r->n,
-                           .batch = r->batch, .adv_logits = r->adv_logits, .es = es,
+                           .batch = r->batch, .clean_acc = clean_acc,
+                           .adv_logits = r->adv_logits, .es = es,
                            .parent = parent, .send = extras_send,
                            .stop = extras_stop, .ctx = w, .err = w->err};
     int (*const steps[4])(const advd_extras *) = {
@@ -576,7 +577,7 @@ static int run_eval(worker *w, const adv_jobspec *parent)
         send_eval_row(w, &r, i, clean.clean_acc, acc[i], warnings);
     }
     json_decref(warnings);
-    if (run_extras(w, &r, parent))
+    if (run_extras(w, &r, parent, clean.clean_acc))
         goto out;
     send_msg(w, json_pack("{s:s, s:s}", "type", "done", "status", "succeeded"));
     rc = 0;
