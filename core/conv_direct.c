@@ -360,21 +360,36 @@ static INLINE AVX512 void tile_body(const geom *g, const float *xp, const float 
             acc[c][v] = b;
     }
     const int cout = g->cout, nt = KIND == TAPS_LIST ? g->ntaps : KTAPS(KIND);
+    /* Square kinds go kernel row by kernel row (not unrolled) with the
+     * row's taps unrolled: fully unrolled, the 9 or 25 taps x NV input
+     * addresses ran GCC out of general registers, and the spills reached
+     * the accumulators. */
+    const int K = KIND == TAPS_LIST ? 1 : KW(KIND), KT = KIND == TAPS_LIST ? nt : K;
+    int roff[5], cols[5];
+#pragma GCC unroll 5
+    for (int i = 0; i < K; i++) {
+        roff[i] = KIND == TAPS_LIST ? 0 : tap_offset(g, i * K, KIND);
+        cols[i] = KIND == TAPS_LIST ? 0 : tap_offset(g, i, KIND);
+    }
     for (int ci = 0; ci < g->cin; ci++) {
         const float *x = xp + ci * g->cstride, *w = wk + (size_t)ci * nt * cout + co0;
-#pragma GCC unroll 25
-        for (int t = 0; t < nt; t++) {
-            const int off = tap_offset(g, t, KIND);
-            __m512 xv[8];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++)
-                xv[v] = _mm512_loadu_ps(x + in[v] + off);
-#pragma GCC unroll 8
-            for (int c = 0; c < CO; c++) {
-                __m512 wv = _mm512_set1_ps(w[t * cout + c]);
+#pragma GCC unroll 1
+        for (int ki = 0; ki < K; ki++) {
+            const float *xr = x + roff[ki], *wr = w + (size_t)ki * K * cout;
+#pragma GCC unroll 5
+            for (int kj = 0; kj < KT; kj++) {
+                const int off = KIND == TAPS_LIST ? g->tap[kj] : cols[kj];
+                __m512 xv[8];
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; v++)
-                    acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);
+                    xv[v] = _mm512_loadu_ps(xr + in[v] + off);
+#pragma GCC unroll 8
+                for (int c = 0; c < CO; c++) {
+                    __m512 wv = _mm512_set1_ps(wr[kj * cout + c]);
+#pragma GCC unroll 8
+                    for (int v = 0; v < NV; v++)
+                        acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);
+                }
             }
         }
     }
