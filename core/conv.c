@@ -176,13 +176,13 @@ static chunking chunks_of(const core_conv *c, int n, const core_conv_scratch *s)
 }
 
 void core_conv_forward(const core_conv *c, const float *params, const float *x, float *y, int n,
-                       core_conv_scratch *s)
+                       core_conv_scratch *s, int relu)
 {
     const int K = c->cout, CKK = c->cin * c->k * c->k;
     const size_t P = (size_t)c->out.h * c->out.w, in = core_shape_size(c->in);
     const chunking ch = chunks_of(c, n, s);
     if (core_conv_direct_ok(c)) {
-        core_conv_direct_forward(c, params, x, y, n, s, ch.threads);
+        core_conv_direct_forward(c, params, x, y, n, s, ch.threads, relu);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(ch.threads)
@@ -193,6 +193,9 @@ void core_conv_forward(const core_conv *c, const float *params, const float *x, 
         im2col(c, x + e0 * in, col, ne);
         core_gemm(0, 0, K, cols, CKK, 1.0f, params + c->w_off, CKK, col, cols, 0.0f, tmp, cols);
         gemm_to_nchw(tmp, y + e0 * K * P, K, ne, P, params + c->b_off);
+        float *ye = y + e0 * K * P;
+        for (size_t j = 0; relu && j < (size_t)ne * K * P; j++)
+            ye[j] = ye[j] > 0.0f ? ye[j] : 0.0f;
     }
 }
 

@@ -105,6 +105,7 @@ typedef struct {
     __mmask16 tail;    /* lanes of a row's last vector */
     int images;        /* dW: examples per kernel call, */
     size_t xstep, dystep; /* floats from one's padded input, dy to the next */
+    int relu;          /* forward: a ReLU on the output as it is stored */
 } geom;
 
 static geom geom_base(int cin, int cout, int h, int w, int wp, size_t cstride)
@@ -394,6 +395,12 @@ static INLINE AVX512 void tile_body(const geom *g, const float *xp, const float 
         }
     }
     const size_t hw = (size_t)g->h * g->w;
+    if (g->relu)
+#pragma GCC unroll 8
+        for (int c = 0; c < CO; c++)
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+                acc[c][v] = _mm512_max_ps(acc[c][v], _mm512_setzero_ps());
 #pragma GCC unroll 8
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 8
@@ -705,9 +712,10 @@ static geom geom_forward(const core_conv *c)
 }
 
 void core_conv_direct_forward(const core_conv *c, const float *params, const float *x, float *y,
-                              int n, core_conv_scratch *s, int threads)
+                              int n, core_conv_scratch *s, int threads, int relu)
 {
-    const geom g = geom_forward(c);
+    geom g = geom_forward(c);
+    g.relu = relu;
     const col_layout l = col_layout_of(c);
     const size_t in = core_shape_size(c->in), out = core_shape_size(c->out);
 #pragma omp parallel num_threads(threads)

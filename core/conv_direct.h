@@ -22,7 +22,7 @@ int core_conv_direct_ok(const core_conv *c);
 /* Grows need[] (col, tmp, dw floats per thread) to what the direct path uses. */
 void core_conv_direct_need(const core_conv *c, size_t need[3]);
 void core_conv_direct_forward(const core_conv *c, const float *params, const float *x, float *y,
-                              int n, core_conv_scratch *s, int threads);
+                              int n, core_conv_scratch *s, int threads, int relu);
 /* Fills the per-thread partials s->dw (zeroed by the caller) when param_grads;
  * the caller adds them up in thread order. dx may be NULL. */
 void core_conv_direct_backward(const core_conv *c, const float *params, const float *x,

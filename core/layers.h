@@ -57,12 +57,13 @@ typedef struct {
     float *dr;           /* RES: gradient scratch of the same size */
 } core_layer;
 
-/* Convolution (conv.c). x: n * in; y: n * out. Backward takes the
+/* Convolution (conv.c). x: n * in; y: n * out; with relu, y = max(conv, 0)
+ * (a ReLU after the convolution, done as it stores). Backward takes the
  * forward's input x again; dx may be NULL. need[] grows to the per-thread
  * scratch lengths (col, tmp, dw) of a batch of n on threads threads. */
 void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[3]);
 void core_conv_forward(const core_conv *c, const float *params, const float *x, float *y, int n,
-                       core_conv_scratch *s);
+                       core_conv_scratch *s, int relu);
 void core_conv_backward(const core_conv *c, const float *params, float *grads, const float *x,
                         const float *dy, float *dx, int n, int param_grads, core_conv_scratch *s);
 

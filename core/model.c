@@ -451,14 +451,20 @@ oom:
 static void res_forward(core_model *m, core_layer *l, const float *x, int n)
 {
     size_t len = (size_t)n * core_shape_size(l->out);
-    core_conv_forward(&l->conv[0], m->params, x, l->r, n, &m->scratch);
-    core_relu_forward(l->r, l->r, len);
-    core_conv_forward(&l->conv[1], m->params, l->r, l->y, n, &m->scratch);
+    core_conv_forward(&l->conv[0], m->params, x, l->r, n, &m->scratch, 1);
+    core_conv_forward(&l->conv[1], m->params, l->r, l->y, n, &m->scratch, 0);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < len; i++) {
         float v = x[i] + l->y[i];
         l->y[i] = v > 0.0f ? v : 0.0f;
     }
+}
+
+/* Whether layer i is a convolution with a ReLU right after it. */
+static int relu_follows(const core_model *m, int i)
+{
+    return i + 1 < m->nlayers && m->layers[i].kind == CORE_LAYER_CONV &&
+           m->layers[i + 1].kind == CORE_LAYER_RELU;
 }
 
 const float *core_model_forward(core_model *m, const float *x, int n)
@@ -468,7 +474,16 @@ const float *core_model_forward(core_model *m, const float *x, int n)
         core_layer *l = &m->layers[i];
         switch (l->kind) {
         case CORE_LAYER_CONV:
-            core_conv_forward(&l->conv[0], m->params, x, l->y, n, &m->scratch);
+            if (relu_follows(m, i)) {
+                /* The convolution writes the ReLU's output, into the ReLU
+                 * layer's buffer (which its backward reads); the ReLU layer
+                 * has nothing left to do. */
+                l = &m->layers[++i];
+                core_conv_forward(&m->layers[i - 1].conv[0], m->params, x, l->y, n, &m->scratch,
+                                  1);
+            } else {
+                core_conv_forward(&l->conv[0], m->params, x, l->y, n, &m->scratch, 0);
+            }
             break;
         case CORE_LAYER_RELU:
             core_relu_forward(x, l->y, (size_t)n * core_shape_size(l->out));

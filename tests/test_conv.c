@@ -109,7 +109,7 @@ static void check_case(const conv_case *cc, int threads)
                            core_alloc(sizeof(float) * need[2] * threads)};
     int keep = omp_get_max_threads();
     omp_set_num_threads(threads);
-    core_conv_forward(&c, p, x, y, n, &s);
+    core_conv_forward(&c, p, x, y, n, &s, 0);
     for (size_t i = 0; i < np; i++)
         g[i] = 0.5f; /* backward accumulates */
     core_conv_backward(&c, p, g, x, dy, dx, n, 1, &s);
@@ -134,6 +134,14 @@ static void check_case(const conv_case *cc, int threads)
         g[i] = 0.5f;
     core_conv_backward(&c, p, g, x, dy, NULL, n, 1, &s);
     ck_assert_msg(rel_err(g, rg, np) < 1e-5, "%s: dW-only error", what);
+
+    /* With the ReLU done as the output is stored. */
+    omp_set_num_threads(threads);
+    core_conv_forward(&c, p, x, y, n, &s, 1);
+    omp_set_num_threads(keep);
+    for (size_t i = 0; i < out; i++)
+        ry[i] = fmax(ry[i], 0.0);
+    ck_assert_msg(rel_err(y, ry, out) < 1e-5, "%s: forward + relu error", what);
 
     core_free(s.col);
     core_free(s.tmp);
@@ -215,7 +223,7 @@ START_TEST(conv_deterministic)
         dx[r] = core_alloc(in * sizeof(float));
         y[r] = core_alloc(out * sizeof(float));
         memset(g[r], 0, np * sizeof(float));
-        core_conv_forward(&c, p, x, y[r], cc.n, &s);
+        core_conv_forward(&c, p, x, y[r], cc.n, &s, 0);
         core_conv_backward(&c, p, g[r], x, dy, dx[r], cc.n, 1, &s);
     }
     ck_assert(memcmp(y[0], y[1], out * sizeof(float)) == 0);

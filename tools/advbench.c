@@ -304,7 +304,7 @@ static double time_pass(core_model *m, const core_conv *c, int pass, const float
     for (int i = 0; i < iters + 1; i++) {
         double t0 = core_now_s();
         if (pass == 0)
-            core_conv_forward(c, m->params, x, y, n, &m->scratch);
+            core_conv_forward(c, m->params, x, y, n, &m->scratch, 0);
         else
             core_conv_backward(c, m->params, m->grads, x, y, pass == 1 ? dx : NULL, n, pass == 2,
                                &m->scratch);
