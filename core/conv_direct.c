@@ -696,6 +696,14 @@ static AVX512 void dw_finish(const float *acc, float *dw, size_t len)
 
 /* ---- passes -------------------------------------------------------------- */
 
+/* Ask for the next example's input while this one is computed: read by the
+ * padded copy, it came from L3 or memory, and the copy waited on it. */
+static void prefetch(const float *p, size_t len)
+{
+    for (size_t i = 0; i < len; i += 64 / sizeof(float))
+        _mm_prefetch((const char *)(p + i), _MM_HINT_T1);
+}
+
 /* The layer's input x, padded (stride 1) or split into phases (stride 2). */
 static void input_copy(const core_conv *c, const float *x, float *buf)
 {
@@ -727,6 +735,8 @@ void core_conv_direct_forward(const core_conv *c, const float *params, const flo
 #pragma omp for schedule(static)
         for (int e = 0; e < n; e++) {
             input_copy(c, x + e * in, xp);
+            if (e + 1 < n)
+                prefetch(x + (e + 1) * in, in);
             conv_image(&g, xp, wk, params + c->b_off, y + e * out);
         }
     }
@@ -887,6 +897,11 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
 #pragma omp for schedule(static)
             for (int gi = 0; gi < groups; gi++) {
                 const int e0 = gi * per, ne = n - e0 < per ? n - e0 : per;
+                if (gi + 1 < groups) {
+                    const int nn = n - e0 - ne < per ? n - e0 - ne : per;
+                    prefetch(x + (e0 + ne) * in, nn * in);
+                    prefetch(dy + (e0 + ne) * out, nn * out);
+                }
                 dw_examples(c, &gw, x + e0 * in, dy + e0 * out, ne, xp, acc, db);
                 for (int e = e0; dx && e < e0 + ne; e++)
                     dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);
@@ -894,8 +909,11 @@ void core_conv_direct_backward(const core_conv *c, const float *params, const fl
             dw_finish(acc, dw, wlen);
         } else if (dx) {
 #pragma omp for schedule(static)
-            for (int e = 0; e < n; e++)
+            for (int e = 0; e < n; e++) {
+                if (e + 1 < n)
+                    prefetch(dy + (e + 1) * out, out);
                 dx_example(c, &d, dy + e * out, dyp, buf, wdx, dx + e * in);
+            }
         }
     }
 }
