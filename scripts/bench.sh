@@ -5,6 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 peer=${PEER:-../shared/peers/torch_peer.py}
+# The machine's FMA ceiling, for reading the GFLOP/s figures below.
+bin/advbench peak --threads 2
 for m in ${MODELS:-cnn-small madry resnet-tiny}; do
     bin/advbench bench --model "$m" --batch 128 --threads 2 --steps 7 --eps 0.1 \
         --iters "${ITERS:-5}" --rounds "${ROUNDS:-3}" --peer "$peer"

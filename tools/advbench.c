@@ -19,6 +19,9 @@
  *       Milliseconds per batch of each convolution's forward pass, input
  *       gradient (dx) and weight gradient (dW) alone, on random data: where
  *       the time of a workload goes, layer by layer.
+ *   advbench peak [--threads T]
+ *       The fp32 FMA rate of T threads on registers only (no memory), the
+ *       ceiling that the GFLOP/s figures above are to be read against.
  */
 #include "core/attack.h"
 #include "core/data.h"
@@ -28,7 +31,9 @@
 #include "core/rng.h"
 #include "core/train.h"
 
+#include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +58,8 @@ static int usage(void)
                     "       advbench train [--model M] [--epochs N] [--eps E] [--steps K] "
                     "[--batch B] [--train-n N] [--test-n N] [--threads T] [--seed S] "
                     "[--init he|torch]\n"
-                    "       advbench layers [--model M] [--batch B] [--iters N] [--threads T]\n");
+                    "       advbench layers [--model M] [--batch B] [--iters N] [--threads T]\n"
+                    "       advbench peak [--threads T]\n");
     return 2;
 }
 
@@ -63,7 +69,7 @@ static int parse_args(int argc, char **argv, options *o)
                    .steps = 7, .iters = 20, .threads = 2, .rounds = 3, .epochs = 1,
                    .train_n = 60000, .test_n = 10000, .eps = 0.1f};
     if (argc < 2 || (strcmp(argv[1], "bench") && strcmp(argv[1], "train") &&
-                     strcmp(argv[1], "layers")))
+                     strcmp(argv[1], "layers") && strcmp(argv[1], "peak")))
         return -1;
     o->mode = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -420,6 +426,63 @@ out:
     return rc;
 }
 
+/* ---- peak ---------------------------------------------------------------- */
+
+/* 12 independent FMA chains (enough to cover the FMA latency of 2 pipes)
+ * on 16 lanes, iters times; returns a sum so the work is kept. */
+#define PEAK_CHAINS 12
+static __attribute__((target("avx512f"))) float fma_chains_512(long iters)
+{
+    __m512 a[PEAK_CHAINS];
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        a[i] = _mm512_set1_ps(0.001f * (float)i);
+    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
+    for (long k = 0; k < iters; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            a[i] = _mm512_fmadd_ps(a[i], b, c);
+    float sum = 0.0f;
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        sum += _mm512_reduce_add_ps(a[i]);
+    return sum;
+}
+
+/* The same on 8 lanes for CPUs without AVX-512. */
+static __attribute__((target("avx2,fma"))) float fma_chains_256(long iters)
+{
+    __m256 a[PEAK_CHAINS];
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        a[i] = _mm256_set1_ps(0.001f * (float)i);
+    const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
+    for (long k = 0; k < iters; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            a[i] = _mm256_fmadd_ps(a[i], b, c);
+    float sum = 0.0f, lanes[8];
+    for (int i = 0; i < PEAK_CHAINS; i++) {
+        _mm256_storeu_ps(lanes, a[i]);
+        for (int j = 0; j < 8; j++)
+            sum += lanes[j];
+    }
+    return sum;
+}
+
+static int peak(const options *o)
+{
+    const int wide = __builtin_cpu_supports("avx512f"), lanes = wide ? 16 : 8;
+    const long iters = 50000000;
+    float keep = 0.0f;
+    const double t0 = core_now_s();
+#pragma omp parallel num_threads(o->threads) reduction(+ : keep)
+    keep += wide ? fma_chains_512(iters) : fma_chains_256(iters);
+    const double s = core_now_s() - t0;
+    const double flops = 2.0 * lanes * PEAK_CHAINS * (double)iters * o->threads;
+    printf("# %d threads, %s FMA on registers (checksum %g)\n", o->threads,
+           wide ? "AVX-512" : "AVX2", (double)keep);
+    printf("peak\t%.1f GFLOP/s\n", flops / s / 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -428,5 +491,7 @@ int main(int argc, char **argv)
     core_set_threads(o.threads);
     if (strcmp(o.mode, "layers") == 0)
         return layers(&o);
+    if (strcmp(o.mode, "peak") == 0)
+        return peak(&o);
     return strcmp(o.mode, "bench") == 0 ? bench(&o) : train(&o);
 }
