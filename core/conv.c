@@ -194,8 +194,9 @@ void core_conv_forward(const core_conv *c, const float *params, const float *x, 
         core_gemm(0, 0, K, cols, CKK, 1.0f, params + c->w_off, CKK, col, cols, 0.0f, tmp, cols);
         gemm_to_nchw(tmp, y + e0 * K * P, K, ne, P, params + c->b_off);
         float *ye = y + e0 * K * P;
-        for (size_t j = 0; relu && j < (size_t)ne * K * P; j++)
-            ye[j] = ye[j] > 0.0f ? ye[j] : 0.0f;
+        if (relu)
+            for (size_t j = 0; j < (size_t)ne * K * P; j++)
+                ye[j] = ye[j] > 0.0f ? ye[j] : 0.0f;
     }
 }
 

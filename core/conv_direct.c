@@ -42,9 +42,9 @@
  * sums in registers over one image, or a few small ones (dw_images), at a
  * time, adds them into per-thread accumulators (tmp), and sums the 16 lanes
  * once per call. 3x3 stride 1 goes by input rows (dw_roll_body: 2 channels,
- * the dy rows kept in registers, 3 loads per 18 FMAs); the other kinds keep
- * 3 channels x 9 taps (27 zmm; 25 taps go in three groups of at most 9, one
- * pass over the images each), with the row's segment count a constant for
+ * the dy rows kept in registers, 3 input and 2 dy loads per 18 FMAs); the
+ * other kinds keep 3 channels x 9 taps (27 zmm; 25 taps go in three groups
+ * of at most 9, one pass over the images each), with the row's segment count a constant for
  * rows of 1 or 2 vectors (the per-row loop was ~10% of the time). dy lanes
  * past a row's end are loaded as zeros, so the over-read input lanes
  * contribute nothing.
@@ -73,7 +73,7 @@
 /* The weight gradient's kernel calls run over at most DW_IMAGES examples
  * (their padded inputs side by side), enough for DW_VECTORS vectors: on a
  * 14x14 image one pass is only 14 vectors, too few to pay for loading and
- * storing 27 accumulators (4 images per call: ~20% faster; 8: 5% more,
+ * storing 18 or 27 accumulators (4 images per call: ~20% faster; 8: 5% more,
  * with coarser static shares of the batch). A 28x28 image (56 vectors)
  * goes alone: 4 of them no longer kept the dy planes in L1 (~5% slower). */
 #define DW_IMAGES 4
@@ -342,6 +342,17 @@ static INLINE int tap_offset(const geom *g, int t, const int KIND)
     return g->tap[t];
 }
 
+/* A square kind's tap offsets split into a row part and a column part (tap
+ * (ki, kj) is at roff[ki] + cols[kj]), so each load is a row pointer plus a
+ * small constant or one register. */
+static INLINE void tap_split(const geom *g, int roff[5], int cols[5], const int KIND)
+{
+    for (int i = 0; i < KW(KIND); i++) {
+        roff[i] = tap_offset(g, i * KW(KIND), KIND);
+        cols[i] = tap_offset(g, i, KIND);
+    }
+}
+
 /* Output channels co0..co0+CO x image vectors v0..v0+NV. wk is
  * [ci][tap][cout]; bias may be NULL. CO and NV are constants at every call (the wrappers
  * below), so the accumulators live in registers. */
@@ -368,12 +379,9 @@ static INLINE AVX512 void tile_body(const geom *g, const float *xp, const float 
      * addresses ran GCC out of general registers, and the spills reached
      * the accumulators. */
     const int K = KIND == TAPS_LIST ? 1 : KW(KIND), KT = KIND == TAPS_LIST ? nt : K;
-    int roff[5], cols[5];
-#pragma GCC unroll 5
-    for (int i = 0; i < K; i++) {
-        roff[i] = KIND == TAPS_LIST ? 0 : tap_offset(g, i * K, KIND);
-        cols[i] = KIND == TAPS_LIST ? 0 : tap_offset(g, i, KIND);
-    }
+    int roff[5] = {0}, cols[5] = {0};
+    if (KIND != TAPS_LIST)
+        tap_split(g, roff, cols, KIND);
     for (int ci = 0; ci < g->cin; ci++) {
         const float *x = xp + ci * g->cstride, *w = wk + (size_t)ci * nt * cout + co0;
 #pragma GCC unroll 1
@@ -493,6 +501,15 @@ static void conv_image(const geom *g, const float *xp, const float *wk, const fl
 #define GROUPS(KIND) ((KTAPS(KIND) + GROUP - 1) / GROUP)
 #define GROUP_TAPS(KIND, G) (KTAPS(KIND) - (G) * GROUP < GROUP ? KTAPS(KIND) - (G) * GROUP : GROUP)
 
+/* The thread's accumulator of weight (co, ci, tap t of nt) += a; acc is
+ * [co][ci][tap][16]. */
+static INLINE AVX512 void acc_add(const geom *g, float *acc, int co, int ci, int nt, int t,
+                                  __m512 a)
+{
+    float *p = acc + (((size_t)co * g->cin + ci) * nt + t) * LANES;
+    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a));
+}
+
 /* acc[c][t] (16 lanes each, in memory) += sum over the image's vectors of
  * dy[co0+c] * xpad[ci] shifted by tap t, for the taps T0..T0+NT. CO, KIND,
  * T0 and NT are constants at every call. */
@@ -507,16 +524,9 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
 #pragma GCC unroll 9
         for (int t = 0; t < NT; t++)
             a[c][t] = _mm512_setzero_ps();
-    /* Tap offsets split into a row part and a column part (every square
-     * kind's offsets are sums of the two), so each load is a row pointer
-     * plus a small constant or one register. */
     const int K = KW(KIND);
     int roff[5], cols[5];
-#pragma GCC unroll 5
-    for (int i = 0; i < K; i++) {
-        roff[i] = tap_offset(g, i * K, KIND);
-        cols[i] = tap_offset(g, i, KIND);
-    }
+    tap_split(g, roff, cols, KIND);
     const size_t hw = (size_t)g->h * g->w;
     for (int e = 0; e < g->images; e++) {
         const float *x = xp + e * g->xstep + ci * g->cstride;
@@ -546,14 +556,11 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
             }
         }
     }
-    /* acc is [co][ci][tap][16] */
 #pragma GCC unroll 3
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
-        for (int t = 0; t < NT; t++) {
-            float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * KTAPS(KIND) + T0 + t) * LANES;
-            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[c][t]));
-        }
+        for (int t = 0; t < NT; t++)
+            acc_add(g, acc, co0 + c, ci, KTAPS(KIND), T0 + t, a[c][t]);
 }
 
 typedef void (*dw_fn)(const geom *, const float *, const float *, float *, int, int);
@@ -572,11 +579,9 @@ typedef void (*dw_fn)(const geom *, const float *, const float *, float *, int, 
 #define DW_SET(KIND, G) {{dw_1_##KIND##_##G##_0, dw_2_##KIND##_##G##_0, dw_3_##KIND##_##G##_0}, \
     {dw_1_##KIND##_##G##_1, dw_2_##KIND##_##G##_1, dw_3_##KIND##_##G##_1}, \
     {dw_1_##KIND##_##G##_2, dw_2_##KIND##_##G##_2, dw_3_##KIND##_##G##_2}}
-DW_FNS(TAPS_K3, 0)
 DW_FNS(TAPS_K3_S2, 0)
 DW_FNS(TAPS_K5, 0) DW_FNS(TAPS_K5, 1) DW_FNS(TAPS_K5, 2)
 static const dw_fn dw_sets[][GROUPS(TAPS_K5)][3][3] = {
-    [TAPS_K3] = {DW_SET(TAPS_K3, 0)},
     [TAPS_K3_S2] = {DW_SET(TAPS_K3_S2, 0)},
     [TAPS_K5] = {DW_SET(TAPS_K5, 0), DW_SET(TAPS_K5, 1), DW_SET(TAPS_K5, 2)}};
 
@@ -590,8 +595,9 @@ static const dw_fn dw_sets[][GROUPS(TAPS_K5)][3][3] = {
  * + 3 inputs in registers; 3 would need 39. */
 #define ROLL_CO 2
 
-/* One padded input row R (DY: dy row R exists) against the dy rows held
- * in d[0] (R), d[1] (R-1), d[2] (R-2); K0..K2 say which of those exist. */
+/* One padded input row R against the dy rows held in d[0] (R), d[1]
+ * (R-1), d[2] (R-2): DY, K1, K2 say which of those exist (DY: row R is
+ * loaded from dr first). */
 static INLINE AVX512 void roll_row(const float *xr, const float *dr, size_t hw, __mmask16 m,
                                    __m512 d[3][ROLL_CO], __m512 a[ROLL_CO][9], const int CO,
                                    const int DY, const int K1, const int K2)
@@ -622,10 +628,12 @@ static INLINE AVX512 void dw_roll_body(const geom *g, const float *xp, const flo
 {
     __m512 a[ROLL_CO][9], d[3][ROLL_CO];
 #pragma GCC unroll 2
-    for (int c = 0; c < CO; c++)
+    for (int c = 0; c < CO; c++) {
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++)
             a[c][t] = _mm512_setzero_ps();
+        d[0][c] = d[1][c] = _mm512_setzero_ps();
+    }
     const size_t hw = (size_t)g->h * g->w;
     const int h = g->h, wp = g->wp, w = g->w;
     for (int e = 0; e < g->images; e++)
@@ -633,7 +641,13 @@ static INLINE AVX512 void dw_roll_body(const geom *g, const float *xp, const flo
             const __mmask16 m = seg == g->segs - 1 ? g->tail : (__mmask16)0xFFFF;
             const float *x = xp + e * g->xstep + ci * g->cstride + seg * LANES;
             const float *dr = dy + e * g->dystep + co0 * hw + seg * LANES;
-            /* h >= 2: rows 0 and 1 have no dy row R-2, rows h, h+1 no row R. */
+            /* Rows 0 and 1 have no dy row R-2, rows h and h+1 no row R. */
+            if (h == 1) {
+                roll_row(x, dr, hw, m, d, a, CO, 1, 0, 0);
+                roll_row(x + wp, NULL, hw, m, d, a, CO, 0, 1, 0);
+                roll_row(x + 2 * wp, NULL, hw, m, d, a, CO, 0, 0, 1);
+                continue;
+            }
             roll_row(x, dr, hw, m, d, a, CO, 1, 0, 0);
             roll_row(x + wp, dr + w, hw, m, d, a, CO, 1, 1, 0);
             for (int R = 2; R < h; R++)
@@ -644,10 +658,8 @@ static INLINE AVX512 void dw_roll_body(const geom *g, const float *xp, const flo
 #pragma GCC unroll 2
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) {
-            float *p = acc + (((size_t)(co0 + c) * g->cin + ci) * 9 + t) * LANES;
-            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[c][t]));
-        }
+        for (int t = 0; t < 9; t++)
+            acc_add(g, acc, co0 + c, ci, 9, t, a[c][t]);
 }
 
 static AVX512 void dw_roll_1(const geom *g, const float *xp, const float *dy, float *acc,
@@ -662,21 +674,23 @@ static AVX512 void dw_roll_2(const geom *g, const float *xp, const float *dy, fl
     dw_roll_body(g, xp, dy, acc, ci, co0, 2);
 }
 
-/* 3x3 stride 1 (at least 2 rows): output channels 2 at a time by rows. */
+/* 3x3 stride 1: output channels ROLL_CO at a time by rows, then the one
+ * left over. */
 static void dw_image_roll(const geom *g, const float *xp, const float *dy, float *acc)
 {
     for (int co = 0; co < g->cout; co += ROLL_CO)
         for (int ci = 0; ci < g->cin; ci++)
-            (g->cout - co >= 2 ? dw_roll_2 : dw_roll_1)(g, xp, dy, acc, ci, co);
+            (g->cout - co >= ROLL_CO ? dw_roll_2 : dw_roll_1)(g, xp, dy, acc, ci, co);
 }
 
 /* The contribution of g->images examples to the weight-gradient
- * accumulators: output channels 3 at a time, then the 1 or 2 left over;
- * for each input channel the tap groups in turn (its planes and the dy
- * planes stay in L1/L2). */
+ * accumulators: 3x3 stride 1 by rows (dw_image_roll); the other kinds
+ * output channels 3 at a time, then the 1 or 2 left over, for each input
+ * channel the tap groups in turn (its planes and the dy planes stay in
+ * L1/L2). */
 static void dw_image(const geom *g, const float *xp, const float *dy, float *acc)
 {
-    if (g->kind == TAPS_K3 && g->h >= 2) {
+    if (g->kind == TAPS_K3) {
         dw_image_roll(g, xp, dy, acc);
         return;
     }

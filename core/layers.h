@@ -51,7 +51,8 @@ typedef struct {
     core_conv conv[2];   /* CONV uses conv[0]; RES uses conv[0] (a), conv[1] (b) */
     size_t w_off, b_off; /* FC: weight out x in, bias out */
     /* Per-batch buffers (allocated by core_model_reserve). */
-    float *y;            /* output, n * out (FLATTEN aliases its input) */
+    float *y;            /* output, n * out (FLATTEN aliases its input; NULL for a CONV
+                          * followed by a RELU, which writes relu(conv) into the RELU's) */
     int *argmax;         /* MAXPOOL: input index of each output */
     float *r;            /* RES: relu(conv_a(x)) */
     float *dr;           /* RES: gradient scratch of the same size */

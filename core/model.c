@@ -397,14 +397,28 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+/* Whether layer i is a convolution with a ReLU right after it. */
+static int relu_follows(const core_model *m, int i)
+{
+    return i + 1 < m->nlayers && m->layers[i].kind == CORE_LAYER_CONV &&
+           m->layers[i + 1].kind == CORE_LAYER_RELU;
+}
+
 /* Allocate one layer's buffers; returns 0 or -1. Grows the per-thread
- * convolution scratch lengths (need) and the gradient buffer size (g). */
-static int reserve_layer(core_layer *l, int n, int threads, size_t need[3], size_t *g)
+ * convolution scratch lengths (need) and the gradient buffer size (g). A
+ * convolution followed by a ReLU (fused) writes into the ReLU's buffer and
+ * needs none of its own. */
+static int reserve_layer(core_layer *l, int n, int threads, int fused, size_t need[3],
+                         size_t *g)
 {
     size_t out = (size_t)n * core_shape_size(l->out), in = (size_t)n * core_shape_size(l->in);
     *g = max_sz(*g, max_sz(in, out));
     if (l->kind == CORE_LAYER_FLATTEN)
         return 0;
+    if (fused) {
+        core_conv_scratch_need(&l->conv[0], n, threads, need);
+        return 0;
+    }
     if (!(l->y = core_alloc(out * sizeof(float))))
         return -1;
     if (l->kind == CORE_LAYER_MAXPOOL && !(l->argmax = core_alloc(out * sizeof(int))))
@@ -428,7 +442,7 @@ int core_model_reserve(core_model *m, int batch, char *err)
     const int threads = omp_get_max_threads();
     size_t need[3] = {1, 1, 1}, g = 1;
     for (int i = 0; i < m->nlayers; i++)
-        if (reserve_layer(&m->layers[i], batch, threads, need, &g))
+        if (reserve_layer(&m->layers[i], batch, threads, relu_follows(m, i), need, &g))
             goto oom;
     core_conv_scratch *s = &m->scratch;
     *s = (core_conv_scratch){threads, need[0], need[1], need[2],
@@ -460,12 +474,6 @@ static void res_forward(core_model *m, core_layer *l, const float *x, int n)
     }
 }
 
-/* Whether layer i is a convolution with a ReLU right after it. */
-static int relu_follows(const core_model *m, int i)
-{
-    return i + 1 < m->nlayers && m->layers[i].kind == CORE_LAYER_CONV &&
-           m->layers[i + 1].kind == CORE_LAYER_RELU;
-}
 
 const float *core_model_forward(core_model *m, const float *x, int n)
 {

@@ -31,9 +31,7 @@
 #include "core/rng.h"
 #include "core/train.h"
 
-#include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,49 +426,38 @@ out:
 
 /* ---- peak ---------------------------------------------------------------- */
 
-/* 12 independent FMA chains (enough to cover the FMA latency of 2 pipes)
- * on 16 lanes, iters times; returns a sum so the work is kept. */
+/* PEAK_CHAINS independent FMA chains (enough to cover the FMA latency of 2
+ * pipes) of one vector type, iters times; returns a sum so the work is
+ * kept. GCC's vector types make a * b + c one FMA (GNU C contracts it). */
 #define PEAK_CHAINS 12
-static __attribute__((target("avx512f"))) float fma_chains_512(long iters)
-{
-    __m512 a[PEAK_CHAINS];
-    for (int i = 0; i < PEAK_CHAINS; i++)
-        a[i] = _mm512_set1_ps(0.001f * (float)i);
-    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
-    for (long k = 0; k < iters; k++)
-#pragma GCC unroll 12
-        for (int i = 0; i < PEAK_CHAINS; i++)
-            a[i] = _mm512_fmadd_ps(a[i], b, c);
-    float sum = 0.0f;
-    for (int i = 0; i < PEAK_CHAINS; i++)
-        sum += _mm512_reduce_add_ps(a[i]);
-    return sum;
-}
-
-/* The same on 8 lanes for CPUs without AVX-512. */
-static __attribute__((target("avx2,fma"))) float fma_chains_256(long iters)
-{
-    __m256 a[PEAK_CHAINS];
-    for (int i = 0; i < PEAK_CHAINS; i++)
-        a[i] = _mm256_set1_ps(0.001f * (float)i);
-    const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
-    for (long k = 0; k < iters; k++)
-#pragma GCC unroll 12
-        for (int i = 0; i < PEAK_CHAINS; i++)
-            a[i] = _mm256_fmadd_ps(a[i], b, c);
-    float sum = 0.0f, lanes[8];
-    for (int i = 0; i < PEAK_CHAINS; i++) {
-        _mm256_storeu_ps(lanes, a[i]);
-        for (int j = 0; j < 8; j++)
-            sum += lanes[j];
+typedef float peak_v16 __attribute__((vector_size(64)));
+typedef float peak_v8 __attribute__((vector_size(32)));
+#define FMA_CHAINS(NAME, TYPE, TARGET)                                                        \
+    static __attribute__((target(TARGET))) float NAME(long iters)                             \
+    {                                                                                         \
+        TYPE a[PEAK_CHAINS], b, c;                                                            \
+        const int lanes = (int)(sizeof(TYPE) / sizeof(float));                                \
+        for (int j = 0; j < lanes; j++)                                                       \
+            b[j] = 0.999f, c[j] = 1e-4f;                                                      \
+        for (int i = 0; i < PEAK_CHAINS; i++)                                                 \
+            for (int j = 0; j < lanes; j++)                                                   \
+                a[i][j] = 0.001f * (float)i;                                                  \
+        for (long k = 0; k < iters; k++)                                                      \
+            _Pragma("GCC unroll 12") for (int i = 0; i < PEAK_CHAINS; i++) a[i] =             \
+                a[i] * b + c;                                                                 \
+        float sum = 0.0f;                                                                     \
+        for (int i = 0; i < PEAK_CHAINS; i++)                                                 \
+            for (int j = 0; j < lanes; j++)                                                   \
+                sum += a[i][j];                                                               \
+        return sum;                                                                           \
     }
-    return sum;
-}
+FMA_CHAINS(fma_chains_512, peak_v16, "avx512f")
+FMA_CHAINS(fma_chains_256, peak_v8, "avx2,fma")
 
 static int peak(const options *o)
 {
     const int wide = __builtin_cpu_supports("avx512f"), lanes = wide ? 16 : 8;
-    const long iters = 50000000;
+    const long iters = 100000000;
     float keep = 0.0f;
     const double t0 = core_now_s();
 #pragma omp parallel num_threads(o->threads) reduction(+ : keep)
