@@ -8,7 +8,8 @@
  *       train_pgdK (PGD-K with random start, then one step) and eval_pgd20
  *       (PGD-20 at step eps/8, then a forward pass). With the peer present it
  *       alternates ours/peer R times and prints medians and the median of the
- *       per-round ratios, plus GFLOP/s and peak resident memory of each.
+ *       per-round ratios (with the peer's and the ratios' ranges), plus
+ *       GFLOP/s and peak resident memory of each.
  *   advbench train [--model M] [--epochs N] [--eps E] [--steps K] [--batch B]
  *                  [--train-n N] [--test-n N] [--threads T] [--seed S]
  *                  [--init he|torch]
@@ -284,9 +285,12 @@ static int bench(const options *o)
         snprintf(label, sizeof label, w == 1 ? "%s%d" : "%s", names[w], o->steps);
         printf("%s\t%.1f images/s\t%.1f GFLOP/s", label, mo, mo * flops[w] * 1e-9);
         if (peer) {
-            double mp = median(p, o->rounds);
-            printf("\tpeer %.1f images/s\t%.1f GFLOP/s\tratio %.2fx", mp, mp * flops[w] * 1e-9,
-                   median(ratio, o->rounds));
+            /* median() sorts: after it, [0] and [rounds - 1] are the range. */
+            const int last = o->rounds - 1;
+            double mp = median(p, o->rounds), mr = median(ratio, o->rounds);
+            printf("\tpeer %.1f images/s\t%.1f GFLOP/s\tratio %.2fx\t(peer %.1f-%.1f, ratio "
+                   "%.2f-%.2f)",
+                   mp, mp * flops[w] * 1e-9, mr, p[0], p[last], ratio[0], ratio[last]);
         }
         printf("\n");
     }
