@@ -44,10 +44,10 @@
  * once per call. 3x3 stride 1 goes by input rows (dw_roll_body: 2 channels,
  * the dy rows kept in registers, 3 input and 2 dy loads per 18 FMAs); the
  * other kinds keep 3 channels x 9 taps (27 zmm; 25 taps go in three groups
- * of at most 9, one pass over the images each), with the row's segment count a constant for
- * rows of 1 or 2 vectors (the per-row loop was ~10% of the time). dy lanes
- * past a row's end are loaded as zeros, so the over-read input lanes
- * contribute nothing.
+ * of at most 9, one pass over the images each), with the row's segment
+ * count a constant for rows of 1 or 2 vectors (the per-row loop was ~10% of
+ * the time). dy lanes past a row's end are loaded as zeros, so the
+ * over-read input lanes contribute nothing.
  *
  * Threads: every pass splits the batch statically, thread t taking the
  * t-th contiguous share as the elementwise layers around it do (OpenMP's
@@ -565,20 +565,20 @@ static INLINE AVX512 void dw_body(const geom *g, const float *xp, const float *d
 
 typedef void (*dw_fn)(const geom *, const float *, const float *, float *, int, int);
 
-/* dw_CO_KIND_G: CO channels x tap group G of KIND; DW_SET(KIND, G) the
- * three channel counts of a group, indexed by CO - 1. */
-#define DW(CO, KIND, G, S)                                                                   \
-    static AVX512 void dw_##CO##_##KIND##_##G##_##S(const geom *g, const float *xp,          \
-                                              const float *dy, float *acc, int ci, int co0)  \
-    {                                                                                        \
-        dw_body(g, xp, dy, acc, ci, co0, CO, KIND, (G) * GROUP, GROUP_TAPS(KIND, G), S);     \
+/* dw_CO_KIND_G_S: CO channels x tap group G of KIND on rows of S vectors
+ * (0: any); DW_SET(KIND, G) the functions of a group, indexed by [S][CO - 1]. */
+#define DW(CO, KIND, G, S)                                                                    \
+    static AVX512 void dw_##CO##_##KIND##_##G##_##S(const geom *g, const float *xp,           \
+                                                    const float *dy, float *acc, int ci,      \
+                                                    int co0)                                  \
+    {                                                                                         \
+        dw_body(g, xp, dy, acc, ci, co0, CO, KIND, (G) * GROUP, GROUP_TAPS(KIND, G), S);      \
     }
-#define DW_FNS(KIND, G) DW(1, KIND, G, 0) DW(2, KIND, G, 0) DW(3, KIND, G, 0) \
-    DW(1, KIND, G, 1) DW(2, KIND, G, 1) DW(3, KIND, G, 1) \
-    DW(1, KIND, G, 2) DW(2, KIND, G, 2) DW(3, KIND, G, 2)
-#define DW_SET(KIND, G) {{dw_1_##KIND##_##G##_0, dw_2_##KIND##_##G##_0, dw_3_##KIND##_##G##_0}, \
-    {dw_1_##KIND##_##G##_1, dw_2_##KIND##_##G##_1, dw_3_##KIND##_##G##_1}, \
-    {dw_1_##KIND##_##G##_2, dw_2_##KIND##_##G##_2, dw_3_##KIND##_##G##_2}}
+#define DW_SEGS(KIND, G, S) DW(1, KIND, G, S) DW(2, KIND, G, S) DW(3, KIND, G, S)
+#define DW_FNS(KIND, G) DW_SEGS(KIND, G, 0) DW_SEGS(KIND, G, 1) DW_SEGS(KIND, G, 2)
+#define DW_ROW(KIND, G, S)                                                                    \
+    {dw_1_##KIND##_##G##_##S, dw_2_##KIND##_##G##_##S, dw_3_##KIND##_##G##_##S}
+#define DW_SET(KIND, G) {DW_ROW(KIND, G, 0), DW_ROW(KIND, G, 1), DW_ROW(KIND, G, 2)}
 DW_FNS(TAPS_K3_S2, 0)
 DW_FNS(TAPS_K5, 0) DW_FNS(TAPS_K5, 1) DW_FNS(TAPS_K5, 2)
 static const dw_fn dw_sets[][GROUPS(TAPS_K5)][3][3] = {

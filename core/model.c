@@ -474,7 +474,6 @@ static void res_forward(core_model *m, core_layer *l, const float *x, int n)
     }
 }
 
-
 const float *core_model_forward(core_model *m, const float *x, int n)
 {
     m->x = x;
