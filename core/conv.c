@@ -51,6 +51,26 @@ void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[
         need[i] = need[i] > sizes[i] ? need[i] : sizes[i];
 }
 
+int core_conv_scratch_alloc(core_conv_scratch *s, const size_t need[3], int threads)
+{
+    *s = (core_conv_scratch){threads, need[0], need[1], need[2],
+                             core_alloc(sizeof(float) * need[0] * threads),
+                             core_alloc(sizeof(float) * need[1] * threads),
+                             core_alloc(sizeof(float) * need[2] * threads)};
+    if (s->col && s->tmp && s->dw)
+        return 0;
+    core_conv_scratch_free(s);
+    return -1;
+}
+
+void core_conv_scratch_free(core_conv_scratch *s)
+{
+    core_free(s->col);
+    core_free(s->tmp);
+    core_free(s->dw);
+    memset(s, 0, sizeof *s);
+}
+
 /* The output columns [*lo, *hi) whose input column ox*stride + off falls
  * inside the image; outside them the padding reads zeros. */
 static void valid_range(int ow, int iw, int stride, int off, int *lo, int *hi)
@@ -193,11 +213,9 @@ void core_conv_forward(const core_conv *c, const float *params, const float *x, 
         im2col(c, x + e0 * in, col, ne);
         core_gemm(0, 0, K, cols, CKK, 1.0f, params + c->w_off, CKK, col, cols, 0.0f, tmp, cols);
         gemm_to_nchw(tmp, y + e0 * K * P, K, ne, P, params + c->b_off);
-        float *ye = y + e0 * K * P;
-        if (relu)
-            for (size_t j = 0; j < (size_t)ne * K * P; j++)
-                ye[j] = ye[j] > 0.0f ? ye[j] : 0.0f;
     }
+    if (relu) /* this path is the fallback: a pass of the ReLU layer's own */
+        core_relu_forward(y, y, (size_t)n * K * P);
 }
 
 /* Add the per-thread weight and bias gradients in thread order. */

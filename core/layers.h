@@ -63,6 +63,10 @@ typedef struct {
  * forward's input x again; dx may be NULL. need[] grows to the per-thread
  * scratch lengths (col, tmp, dw) of a batch of n on threads threads. */
 void core_conv_scratch_need(const core_conv *c, int n, int threads, size_t need[3]);
+/* Allocate a scratch of need[] floats per slice for threads slices; returns
+ * 0 or -1 (out of memory: nothing left allocated). Free is NULL-safe. */
+int core_conv_scratch_alloc(core_conv_scratch *s, const size_t need[3], int threads);
+void core_conv_scratch_free(core_conv_scratch *s);
 void core_conv_forward(const core_conv *c, const float *params, const float *x, float *y, int n,
                        core_conv_scratch *s, int relu);
 void core_conv_backward(const core_conv *c, const float *params, float *grads, const float *x,

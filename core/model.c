@@ -374,11 +374,8 @@ static void free_batch_buffers(core_model *m)
     }
     core_free(m->gbuf[0]);
     core_free(m->gbuf[1]);
-    core_free(m->scratch.col);
-    core_free(m->scratch.tmp);
-    core_free(m->scratch.dw);
+    core_conv_scratch_free(&m->scratch);
     m->gbuf[0] = m->gbuf[1] = NULL;
-    memset(&m->scratch, 0, sizeof m->scratch);
     m->capacity = 0;
 }
 
@@ -444,14 +441,11 @@ int core_model_reserve(core_model *m, int batch, char *err)
     for (int i = 0; i < m->nlayers; i++)
         if (reserve_layer(&m->layers[i], batch, threads, relu_follows(m, i), need, &g))
             goto oom;
-    core_conv_scratch *s = &m->scratch;
-    *s = (core_conv_scratch){threads, need[0], need[1], need[2],
-                             core_alloc(sizeof(float) * need[0] * threads),
-                             core_alloc(sizeof(float) * need[1] * threads),
-                             core_alloc(sizeof(float) * need[2] * threads)};
+    if (core_conv_scratch_alloc(&m->scratch, need, threads))
+        goto oom;
     m->gbuf[0] = core_alloc(g * sizeof(float));
     m->gbuf[1] = core_alloc(g * sizeof(float));
-    if (!s->col || !s->tmp || !s->dw || !m->gbuf[0] || !m->gbuf[1])
+    if (!m->gbuf[0] || !m->gbuf[1])
         goto oom;
     m->capacity = batch;
     return 0;

@@ -103,10 +103,8 @@ static void check_case(const conv_case *cc, int threads)
 
     size_t need[3] = {1, 1, 1};
     core_conv_scratch_need(&c, n, threads, need);
-    core_conv_scratch s = {threads, need[0], need[1], need[2],
-                           core_alloc(sizeof(float) * need[0] * threads),
-                           core_alloc(sizeof(float) * need[1] * threads),
-                           core_alloc(sizeof(float) * need[2] * threads)};
+    core_conv_scratch s;
+    ck_assert(core_conv_scratch_alloc(&s, need, threads) == 0);
     int keep = omp_get_max_threads();
     omp_set_num_threads(threads);
     core_conv_forward(&c, p, x, y, n, &s, 0);
@@ -146,9 +144,7 @@ static void check_case(const conv_case *cc, int threads)
     ck_assert_msg(memcmp(y, yr, out * sizeof(float)) == 0, "%s: forward + relu differs", what);
     core_free(yr);
 
-    core_free(s.col);
-    core_free(s.tmp);
-    core_free(s.dw);
+    core_conv_scratch_free(&s);
     core_free(p);
     core_free(x);
     core_free(dy);
@@ -222,9 +218,8 @@ START_TEST(conv_deterministic)
     float *g[2], *dx[2], *y[2];
     size_t need[3] = {1, 1, 1};
     core_conv_scratch_need(&c, cc.n, 2, need);
-    core_conv_scratch s = {2, need[0], need[1], need[2], core_alloc(sizeof(float) * need[0] * 2),
-                           core_alloc(sizeof(float) * need[1] * 2),
-                           core_alloc(sizeof(float) * need[2] * 2)};
+    core_conv_scratch s;
+    ck_assert(core_conv_scratch_alloc(&s, need, 2) == 0);
     for (int r = 0; r < 2; r++) {
         g[r] = core_alloc(np * sizeof(float));
         dx[r] = core_alloc(in * sizeof(float));
@@ -241,9 +236,7 @@ START_TEST(conv_deterministic)
         core_free(dx[r]);
         core_free(y[r]);
     }
-    core_free(s.col);
-    core_free(s.tmp);
-    core_free(s.dw);
+    core_conv_scratch_free(&s);
     core_free(p);
     core_free(x);
     core_free(dy);
