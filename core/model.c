@@ -412,11 +412,7 @@ static int reserve_layer(core_layer *l, int n, int threads, int fused, size_t ne
     *g = max_sz(*g, max_sz(in, out));
     if (l->kind == CORE_LAYER_FLATTEN)
         return 0;
-    if (fused) {
-        core_conv_scratch_need(&l->conv[0], n, threads, need);
-        return 0;
-    }
-    if (!(l->y = core_alloc(out * sizeof(float))))
+    if (!fused && !(l->y = core_alloc(out * sizeof(float))))
         return -1;
     if (l->kind == CORE_LAYER_MAXPOOL && !(l->argmax = core_alloc(out * sizeof(int))))
         return -1;
