@@ -10,6 +10,24 @@
 #   PORTABLE=1      build for any x86-64-v3 machine instead of -march=native
 #   GEMM=openblas   use OpenBLAS's sgemm instead of core/gemm.c's kernels
 
+# Two stages, so that the first command on a fresh machine works: the
+# outer make (ADV_INNER unset) installs what is missing (scripts/deps.sh),
+# then runs the same goals in a sub-make, which reads pkg-config's flags
+# only now that the packages are there. Goals that need no packages
+# (clean, uninstall) skip the install.
+ifeq ($(ADV_INNER),)
+GOALS    := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
+NO_DEPS  := clean uninstall
+DEPS_FOR := $(strip $(filter bench,$(GOALS)) $(filter fuzz,$(GOALS)) $(filter deb,$(GOALS)))
+.PHONY: $(GOALS) adv-outer
+adv-outer:
+ifneq ($(filter-out $(NO_DEPS),$(GOALS)),)
+	@sh scripts/deps.sh $(DEPS_FOR)
+endif
+	@$(MAKE) --no-print-directory ADV_INNER=1 $(GOALS)
+$(GOALS): adv-outer
+	@:
+else
 CC       ?= cc
 PORTABLE ?= 0
 BUILD    ?= build
@@ -56,12 +74,12 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps demo check check-asan bench clean
-all: deps $(BIN)/advbench $(BIN)/advd $(BIN)/advctl
+all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl
 
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h) | deps
+$(BUILD)/%.o: %.c $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -98,7 +116,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 # Each test file is its own Check program; all of them run even if one fails.
 # test_daemon starts the advd of this build (ADV_BIN); test_advctl runs
 # this build's advctl (ADVCTL_BIN) against it.
-check: deps $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
+check: $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
 	@fail=0; for t in $(TEST_BIN); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
@@ -109,8 +127,7 @@ check-asan:
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    CFLAGS="-O1 -g" check
 
-bench: deps $(BIN)/advbench
-	@sh scripts/deps.sh bench
+bench: $(BIN)/advbench
 	sh scripts/bench.sh
 
 demo: all
@@ -118,3 +135,4 @@ demo: all
 
 clean:
 	rm -rf build build-asan bin
+endif

@@ -26,14 +26,54 @@
 /* Above this, a client's requests are not read until its responses drain. */
 #define ADVD_CLIENT_QUEUE_PAUSE ((size_t)1 << 20)
 
+/* Every setting, one row each: X(key, kind, field, lo, hi, arg, help).
+ * options.c turns the table into the configuration-file and command-line
+ * parser and the usage text; kinds are described there. */
+#define ADVD_OPTIONS(X)                                                                          \
+    X(socket, PATH, socket_path, 0, 0, "PATH", "the Unix socket clients connect to")            \
+    X(socket_mode, MODE, socket_mode, 0, 0777, "MODE",                                          \
+      "the socket's file mode (0600: this user; 0660 with --socket-group)")                      \
+    X(socket_group, NAME, socket_group, 0, 0, "GROUP",                                          \
+      "the socket's group; its members may connect (system service)")                           \
+    X(db, PATH, db_path, 0, 0, "PATH", "the SQLite database")                                    \
+    X(workers, COUNT, workers, 1, 256, "N", "jobs run at once")                                  \
+    X(threads, COUNT, threads, 0, 1024, "N", "OpenMP threads per job (0: all cores)")            \
+    X(retries, COUNT, retries, 0, 100, "N", "automatic restarts of a failed job")                \
+    X(grace, SECONDS, grace_ms, 0, 3600, "SECONDS",                                             \
+      "time a stopped worker gets to checkpoint before it is killed")                           \
+    X(max_clients, COUNT, max_clients, 1, 1000000, "N", "client connections at once")            \
+    X(max_clients_per_user, COUNT, max_clients_per_user, 1, 1000000, "N",                        \
+      "connections of one uid at once (root and the daemon's uid: no limit)")                   \
+    X(reserved_clients, COUNT, reserved_clients, 0, 1000, "N",                                   \
+      "of max_clients, slots kept for root and the daemon's uid")                               \
+    X(line_timeout, SECONDS, line_timeout_ms, 0, 86400, "SECONDS",                              \
+      "a request line begun must be complete within this (0: no limit)")                        \
+    X(idle_timeout, SECONDS, idle_timeout_ms, 0, 31536000, "SECONDS",                           \
+      "close a connection idle this long, watchers excepted (0: never)")                        \
+    X(max_queued_per_user, COUNT, max_queued_per_user, 1, 100000000, "N",                        \
+      "queued jobs of one user at once")                                                        \
+    X(max_job_memory, BYTES, max_job_memory, 0, 1e18, "SIZE",                                   \
+      "the largest memory estimate a job may have (0: half the machine's memory)")              \
+    X(final_eval_limit, COUNT, final_eval_limit, 0, 100000000, "N",                             \
+      "test images of a training job's final evaluation (0: all)")                              \
+    X(foreground, BOOL, foreground, 0, 1, "", "log to stderr and do not detach")
+
 typedef struct {
     char socket_path[ADVD_SOCKET_MAX];
     char db_path[4096];
+    char socket_group[64];
+    int socket_mode;
     int workers;           /* jobs run at once */
     int threads;           /* OpenMP threads per job (0: all cores) */
     int retries;           /* automatic restarts of a failed job */
     int grace_ms;          /* a stopped worker is killed after this */
     int max_clients;
+    int max_clients_per_user;
+    int reserved_clients;  /* of max_clients, for root and the daemon's uid */
+    int line_timeout_ms;   /* a partial request line may wait this long */
+    int idle_timeout_ms;   /* 0: idle connections stay */
+    int max_queued_per_user;
+    int64_t max_job_memory; /* bytes; 0 at parse time: set from the machine's memory */
     int final_eval_limit;  /* test images of a training job's final evaluation (0: all) */
     int foreground;        /* log to stderr instead of a file next to the db */
 } advd_options;
@@ -67,6 +107,14 @@ void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error
 /* Called when a worker ends: finishes a shutdown once the last is gone. */
 void advd_maybe_exit(advd *d);
 
+/* options.c */
+void advd_options_defaults(advd_options *o);
+/* One setting by its configuration-file name (0, or -1 with err). */
+int advd_option_set(advd_options *o, const char *key, const char *value, char *err);
+/* 1: --key takes a value; 0: a flag (bool); -1: no such setting. */
+int advd_option_arity(const char *key);
+void advd_options_usage(FILE *f);
+
 /* server.c */
 int advd_server_start(advd *d, char *err);
 void advd_server_stop(advd *d);           /* stop accepting; remove the socket */
@@ -76,6 +124,8 @@ void advd_server_close_clients(advd *d);
 void advd_notify(advd *d, int64_t job, json_t *event);
 void advd_client_send(advd_client *c, json_t *msg);   /* msg stolen */
 int advd_client_watch(advd_client *c, int64_t job);
+/* The connecting user's uid (SO_PEERCRED), for job ownership. */
+unsigned advd_client_uid(const advd_client *c);
 
 /* commands.c: one request, answered through advd_client_send. */
 void advd_command(advd *d, advd_client *c, const adv_request *req);

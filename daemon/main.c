@@ -2,14 +2,11 @@
  * main.c - advd, the adversarial-training daemon: options, configuration
  * file, single-instance lock, logging, signals and the event loop's life.
  *
- *   advd [--socket PATH] [--db PATH] [--workers N] [--threads N]
- *        [--retries N] [--grace SECONDS] [--max-clients N]
- *        [--final-eval-limit N] [--config FILE] [--foreground]
+ *   advd [--config FILE] [--key VALUE ...]   (the settings: options.c, advd --help)
  *   advd --worker        (internal: one job's process, see worker.c)
  *
  * The configuration file holds the same settings as "key = value" lines
- * (names with '_' for '-', '#' starts a comment; see etc/advd.conf); the
- * command line wins over it. Without --foreground the daemon detaches once
+ * (see etc/advd.conf); the command line wins over it. Without --foreground the daemon detaches once
  * it listens and logs to advd.log next to the database.
  *
  * SIGTERM / SIGINT: stop accepting, ask workers to checkpoint and exit,
@@ -59,70 +56,6 @@ void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error
 
 /* ------------------------------------------------------------- options */
 
-static int parse_count(const char *key, const char *v, int lo, int hi, int *out, char *err)
-{
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi)
-        return core_errf(err, "invalid '%s': expected an integer in [%d, %d], got '%.40s'", key,
-                         lo, hi, v);
-    *out = (int)n;
-    return 0;
-}
-
-static int parse_path(const char *key, const char *v, char *out, size_t len, char *err)
-{
-    if (!*v || strlen(v) >= len)
-        return core_errf(err, "invalid '%s': expected a path of 1 to %zu bytes", key, len - 1);
-    snprintf(out, len, "%s", v);
-    return 0;
-}
-
-static int parse_bool(const char *key, const char *v, int *out, char *err)
-{
-    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
-        return *out = 1, 0;
-    if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
-        return *out = 0, 0;
-    return core_errf(err, "invalid '%s': expected true or false, got '%.40s'", key, v);
-}
-
-static int parse_grace(const char *v, int *ms, char *err)
-{
-    char *end;
-    errno = 0;
-    double s = strtod(v, &end);
-    if (errno || end == v || *end || !(s >= 0 && s <= 3600))
-        return core_errf(err, "invalid 'grace': expected seconds in [0, 3600], got '%.40s'", v);
-    *ms = (int)(s * 1000.0 + 0.5);
-    return 0;
-}
-
-/* One setting by its configuration-file name. */
-static int set_option(advd_options *o, const char *key, const char *v, char *err)
-{
-    if (!strcmp(key, "socket"))
-        return parse_path(key, v, o->socket_path, sizeof o->socket_path, err);
-    if (!strcmp(key, "db"))
-        return parse_path(key, v, o->db_path, sizeof o->db_path, err);
-    if (!strcmp(key, "workers"))
-        return parse_count(key, v, 1, 256, &o->workers, err);
-    if (!strcmp(key, "threads"))
-        return parse_count(key, v, 0, 1024, &o->threads, err);
-    if (!strcmp(key, "retries"))
-        return parse_count(key, v, 0, 100, &o->retries, err);
-    if (!strcmp(key, "grace"))
-        return parse_grace(v, &o->grace_ms, err);
-    if (!strcmp(key, "max_clients"))
-        return parse_count(key, v, 1, 100000, &o->max_clients, err);
-    if (!strcmp(key, "final_eval_limit"))
-        return parse_count(key, v, 0, 100000000, &o->final_eval_limit, err);
-    if (!strcmp(key, "foreground"))
-        return parse_bool(key, v, &o->foreground, err);
-    return core_errf(err, "unknown setting '%.60s'", key);
-}
-
 static char *trim(char *s)
 {
     while (*s == ' ' || *s == '\t')
@@ -154,7 +87,7 @@ static int load_config(advd_options *o, const char *path, char *err)
             break;
         }
         *eq = '\0';
-        if (set_option(o, trim(s), trim(eq + 1), msg))
+        if (advd_option_set(o, trim(s), trim(eq + 1), msg))
             rc = core_errf(err, "'%s' line %d: %s", path, no, msg);
     }
     fclose(f);
@@ -176,13 +109,6 @@ static void default_paths(advd_options *o)
                  home && *home ? home : "/tmp");
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: advd [--socket PATH] [--db PATH] [--workers N] [--threads N]\n"
-               "            [--retries N] [--grace SECONDS] [--max-clients N]\n"
-               "            [--final-eval-limit N] [--config FILE] [--foreground]\n");
-}
-
 /* "--max-clients" -> "max_clients". */
 static void option_key(const char *arg, char *key, size_t len)
 {
@@ -198,7 +124,7 @@ static void option_key(const char *arg, char *key, size_t len)
 /* Returns 0, 1 when the program should exit 0 (help, version), -1. */
 static int parse_args(int argc, char **argv, advd_options *o, char *err)
 {
-    *o = (advd_options){.workers = 1, .grace_ms = 10000, .max_clients = 64};
+    advd_options_defaults(o);
     default_paths(o);
     /* The configuration file first: the command line wins. */
     for (int i = 1; i < argc; i++) {
@@ -211,25 +137,30 @@ static int parse_args(int argc, char **argv, advd_options *o, char *err)
         const char *a = argv[i];
         char key[64];
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return usage(stdout), 1;
+            return advd_options_usage(stdout), 1;
         if (!strcmp(a, "--version"))
             return printf("advd %s (protocol %d)\n", ADV_VERSION, ADV_PROTOCOL), 1;
-        if (!strcmp(a, "--foreground")) {
-            o->foreground = 1;
-            continue;
-        }
         if (strncmp(a, "--", 2) != 0)
             return core_errf(err, "unexpected argument '%.60s'", a);
         option_key(a, key, sizeof key);
         const char *eq = strchr(a, '=');
+        int arity = strcmp(key, "config") ? advd_option_arity(key) : 1;
+        if (arity < 0)
+            return core_errf(err, "unknown option '%.60s'", a);
+        if (!eq && arity == 0) {
+            advd_option_set(o, key, "true", err);
+            continue;
+        }
         const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
         if (!v)
             return core_errf(err, "option '%.60s' needs a value", a);
         if (!strcmp(key, "config"))
             continue;
-        if (set_option(o, key, v, err))
+        if (advd_option_set(o, key, v, err))
             return -1;
     }
+    if (o->max_job_memory == 0) /* automatic: half the machine's memory */
+        o->max_job_memory = (int64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE) / 2;
     return 0;
 }
 
@@ -438,7 +369,8 @@ int main(int argc, char **argv)
     char err[CORE_ERRLEN] = "";
     int rc = parse_args(argc, argv, &d.opt, err);
     if (rc)
-        return rc > 0 ? 0 : (fprintf(stderr, "advd: %s\n", err), usage(stderr), 2);
+        return rc > 0 ? 0 : (fprintf(stderr, "advd: %s\n", err),
+                          fprintf(stderr, "advd: see 'advd --help'\n"), 2);
     signal(SIGPIPE, SIG_IGN);
     if (make_db_dir(d.opt.db_path, err) || take_lock(&d, err)) {
         fprintf(stderr, "advd: %s\n", err);

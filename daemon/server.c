@@ -35,8 +35,14 @@ struct advd_client {
     int nwatch, capwatch;
     int closing;               /* no more reads or answers */
     int paused;                /* reading stopped until the write queue drains */
+    unsigned uid;              /* the peer's, from SO_PEERCRED */
     char rbuf[65536];
 };
+
+unsigned advd_client_uid(const advd_client *c)
+{
+    return c->uid;
+}
 
 typedef struct {
     uv_write_t req;
@@ -343,6 +349,7 @@ static void on_connection(uv_stream_t *server, int status)
         refuse(c, "connections from uid %u are not allowed", uid);
         return;
     }
+    c->uid = uid;
     if (d->nclients > d->opt.max_clients) {
         refuse(c, "too many connections (at most %u)", (unsigned)d->opt.max_clients);
         return;

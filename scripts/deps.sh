@@ -1,8 +1,9 @@
 #!/bin/sh
 # deps.sh - install the Debian packages advd needs, only when one is missing.
 #
-#   scripts/deps.sh          build and test dependencies
-#   scripts/deps.sh bench    the same plus python3-torch for the PyTorch peer
+#   scripts/deps.sh              build and test dependencies
+#   scripts/deps.sh SET...       the same plus each named set:
+#                                bench  python3-torch for the PyTorch peer
 #
 # Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
 # when everything is there. As root it runs apt-get; otherwise it prints the
@@ -23,10 +24,14 @@ need_pc jansson libjansson-dev
 need_file /usr/include/x86_64-linux-gnu/cblas.h libopenblas-dev
 [ -e /usr/include/cblas.h ] || [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || missing="$missing libopenblas-dev"
 need_file /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist
-if [ "${1:-}" = bench ]; then
-    /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing="$missing python3-torch python3-numpy"
-    command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time"
-fi
+for set in "$@"; do
+    case $set in
+    bench)
+        /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing="$missing python3-torch python3-numpy"
+        command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time" ;;
+    *) ;;
+    esac
+done
 
 # Remove duplicates, keep order.
 missing=$(printf '%s\n' $missing | awk 'NF && !seen[$0]++' | tr '\n' ' ')
