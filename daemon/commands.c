@@ -478,15 +478,18 @@ static void cmd_version(const call *k)
                        "libuv", uv_version_string()));
 }
 
+/* Counters of the connection side (server.c): clients, refusals, ... */
+static void cmd_stats(const call *k)
+{
+    reply(k, advd_server_stats(k->d));
+}
+
 void advd_command(advd *d, advd_client *c, const adv_request *req)
 {
     static void (*const handlers[ADV_NCMDS])(const call *) = {
-        [ADV_CMD_SUBMIT] = cmd_submit,   [ADV_CMD_LIST] = cmd_list,
-        [ADV_CMD_STATUS] = cmd_status,   [ADV_CMD_CANCEL] = cmd_cancel,
-        [ADV_CMD_METRICS] = cmd_metrics, [ADV_CMD_RESULTS] = cmd_results,
-        [ADV_CMD_CHECKPOINTS] = cmd_checkpoints, [ADV_CMD_EXPORT] = cmd_export,
-        [ADV_CMD_WATCH] = cmd_watch,     [ADV_CMD_PING] = cmd_ping,
-        [ADV_CMD_VERSION] = cmd_version, [ADV_CMD_IMAGES] = cmd_images,
+#define CMD_HANDLER(e, name) [ADV_CMD_##e] = cmd_##name,
+        ADV_COMMANDS(CMD_HANDLER)
+#undef CMD_HANDLER
     };
     call k = {d, c, req};
     if ((unsigned)req->cmd < ADV_NCMDS && handlers[req->cmd])

@@ -39,6 +39,11 @@ struct advd_client {
     char rbuf[65536];
 };
 
+json_t *advd_server_stats(advd *d)
+{
+    return json_pack("{s:i, s:i}", "clients", d->nclients, "max_clients", d->opt.max_clients);
+}
+
 unsigned advd_client_uid(const advd_client *c)
 {
     return c->uid;

@@ -14,7 +14,8 @@
 /* ------------------------------------------------------------- errors */
 
 static const char *const code_names[] = {
-    "bad_request", "invalid_argument", "not_found", "conflict", "too_large", "internal",
+    "bad_request", "invalid_argument", "not_found", "conflict", "too_large", "forbidden",
+    "internal",
 };
 #define NCODES ((int)(sizeof code_names / sizeof code_names[0]))
 

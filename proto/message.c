@@ -16,8 +16,9 @@ static const char *const state_names[ADV_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled",
 };
 static const char *const cmd_names[ADV_NCMDS] = {
-    "submit", "list", "status", "cancel", "metrics", "results",
-    "checkpoints", "export", "watch", "ping", "version", "images",
+#define CMD_NAME(e, name) #name,
+    ADV_COMMANDS(CMD_NAME)
+#undef CMD_NAME
 };
 
 const char *adv_job_kind_name(adv_job_kind k)

@@ -56,6 +56,7 @@ typedef enum {
     ADV_E_NOT_FOUND,
     ADV_E_CONFLICT,         /* e.g. cancelling a finished job */
     ADV_E_TOO_LARGE,
+    ADV_E_FORBIDDEN,        /* the peer may not connect, or may not act on that job */
     ADV_E_INTERNAL
 } adv_errcode;
 
@@ -88,21 +89,19 @@ typedef enum {
 } adv_job_state;
 #define ADV_NSTATES 5
 
+/* The requests, one row each: X(ENUM, name). One list for the enum, the
+ * names (message.c) and the daemon's handler table (commands.c). */
+#define ADV_COMMANDS(X)                                                                      \
+    X(SUBMIT, submit) X(LIST, list) X(STATUS, status) X(CANCEL, cancel) X(METRICS, metrics)   \
+    X(RESULTS, results) X(CHECKPOINTS, checkpoints) X(EXPORT, export) X(WATCH, watch)         \
+    X(PING, ping) X(VERSION, version) X(IMAGES, images) X(STATS, stats)
+
 typedef enum {
-    ADV_CMD_SUBMIT,
-    ADV_CMD_LIST,
-    ADV_CMD_STATUS,
-    ADV_CMD_CANCEL,
-    ADV_CMD_METRICS,
-    ADV_CMD_RESULTS,
-    ADV_CMD_CHECKPOINTS,
-    ADV_CMD_EXPORT,
-    ADV_CMD_WATCH,
-    ADV_CMD_PING,
-    ADV_CMD_VERSION,
-    ADV_CMD_IMAGES
+#define ADV_CMD_ENUM(e, name) ADV_CMD_##e,
+    ADV_COMMANDS(ADV_CMD_ENUM)
+#undef ADV_CMD_ENUM
+    ADV_NCMDS
 } adv_cmd;
-#define ADV_NCMDS 12
 
 const char *adv_job_kind_name(adv_job_kind k);     /* "train", "eval" */
 int adv_job_kind_parse(const char *s, adv_job_kind *out);

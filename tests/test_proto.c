@@ -236,6 +236,7 @@ START_TEST(test_request_every_command)
         "{\"id\":10,\"cmd\":\"ping\"}",
         "{\"id\":-11,\"cmd\":\"version\"}",
         "{\"id\":12,\"cmd\":\"images\",\"job\":3}",
+        "{\"id\":13,\"cmd\":\"stats\"}",
     };
     for (int c = 0; c < ADV_NCMDS; c++) {
         adv_request req;
