@@ -124,7 +124,7 @@ void advd_server_close_clients(advd *d);
 void advd_notify(advd *d, int64_t job, json_t *event);
 void advd_client_send(advd_client *c, json_t *msg);   /* msg stolen */
 int advd_client_watch(advd_client *c, int64_t job);
-/* The connection side's counters as a JSON object (the stats request). */
+/* The connection side's counters as a JSON object (the info request). */
 json_t *advd_server_stats(advd *d);
 /* The connecting user's uid (SO_PEERCRED), for job ownership. */
 unsigned advd_client_uid(const advd_client *c);

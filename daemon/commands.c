@@ -479,7 +479,7 @@ static void cmd_version(const call *k)
 }
 
 /* Counters of the connection side (server.c): clients, refusals, ... */
-static void cmd_stats(const call *k)
+static void cmd_info(const call *k)
 {
     reply(k, advd_server_stats(k->d));
 }

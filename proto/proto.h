@@ -94,7 +94,7 @@ typedef enum {
 #define ADV_COMMANDS(X)                                                                      \
     X(SUBMIT, submit) X(LIST, list) X(STATUS, status) X(CANCEL, cancel) X(METRICS, metrics)   \
     X(RESULTS, results) X(CHECKPOINTS, checkpoints) X(EXPORT, export) X(WATCH, watch)         \
-    X(PING, ping) X(VERSION, version) X(IMAGES, images) X(STATS, stats)
+    X(PING, ping) X(VERSION, version) X(IMAGES, images) X(INFO, info)
 
 typedef enum {
 #define ADV_CMD_ENUM(e, name) ADV_CMD_##e,

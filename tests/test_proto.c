@@ -236,7 +236,7 @@ START_TEST(test_request_every_command)
         "{\"id\":10,\"cmd\":\"ping\"}",
         "{\"id\":-11,\"cmd\":\"version\"}",
         "{\"id\":12,\"cmd\":\"images\",\"job\":3}",
-        "{\"id\":13,\"cmd\":\"stats\"}",
+        "{\"id\":13,\"cmd\":\"info\"}",
     };
     for (int c = 0; c < ADV_NCMDS; c++) {
         adv_request req;
@@ -389,8 +389,8 @@ END_TEST
 START_TEST(test_names)
 {
     static const char *codes[] = {"bad_request", "invalid_argument", "not_found",
-                                  "conflict", "too_large", "internal"};
-    for (int i = 0; i < 6; i++) {
+                                  "conflict", "too_large", "forbidden", "internal"};
+    for (int i = 0; i < 7; i++) {
         adv_errcode c;
         ck_assert_str_eq(adv_errcode_name((adv_errcode)i), codes[i]);
         ck_assert_int_eq(adv_errcode_parse(codes[i], &c), 0);
