@@ -14,15 +14,23 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* $ADVD_SOCKET; else the user's own daemon ($XDG_RUNTIME_DIR/advd.sock,
+ * else /tmp/advd-UID.sock) when that socket exists; else the system
+ * service's socket when it exists; else the user's default (for the error
+ * message that tells how to start a daemon). */
 void ctl_default_socket(char *out, size_t len)
 {
     const char *env = getenv("ADVD_SOCKET"), *run = getenv("XDG_RUNTIME_DIR");
-    if (env && *env)
+    if (env && *env) {
         snprintf(out, len, "%s", env);
-    else if (run && *run)
+        return;
+    }
+    if (run && *run)
         snprintf(out, len, "%s/advd.sock", run);
     else
         snprintf(out, len, "/tmp/advd-%u.sock", (unsigned)getuid());
+    if (access(out, F_OK) != 0 && access(ADV_SYSTEM_SOCKET, F_OK) == 0)
+        snprintf(out, len, "%s", ADV_SYSTEM_SOCKET);
 }
 
 static int unreachable(const ctl *c, const char *why)

@@ -214,7 +214,8 @@ static void general_help(FILE *f)
     for (int i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n--socket PATH (or ADVD_SOCKET): advd's socket (default: "
-               "$XDG_RUNTIME_DIR/advd.sock)\n--json: print the daemon's result object\n"
+               "$XDG_RUNTIME_DIR/advd.sock,\n"
+               "  else /tmp/advd-$UID.sock, else the system service's " ADV_SYSTEM_SOCKET ")\n--json: print the daemon's result object\n"
                "exit status: 0 ok, 1 job failed or not found, 2 usage, 3 advd unreachable\n"
                "`advctl help COMMAND` shows a command's options.\n");
 }

@@ -41,6 +41,8 @@
 #define ADV_VERSION "0.4.0"
 #define ADV_PROTOCOL 1
 #define ADV_PROTO_MAX_LINE (1 << 20)
+/* The system service's socket (etc/advd.service), advctl's last resort. */
+#define ADV_SYSTEM_SOCKET "/run/advd/advd.sock"
 #define ADV_ERRLEN 512
 
 /* Flags for every JSON text advd writes: one line, and reals printed with
