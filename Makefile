@@ -72,6 +72,8 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# Shell tests: man pages, units, install, completion (no build of their own).
+TEST_SH  := $(wildcard tests/test_*.sh)
 
 .PHONY: all deps demo check check-asan bench clean
 all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl
@@ -117,7 +119,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 # test_daemon starts the advd of this build (ADV_BIN); test_advctl runs
 # this build's advctl (ADVCTL_BIN) against it.
 check: $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
-	@fail=0; for t in $(TEST_BIN); do \
+	@fail=0; for t in $(TEST_BIN) $(TEST_SH); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
 	done; exit $$fail
@@ -135,4 +137,44 @@ demo: all
 
 clean:
 	rm -rf build build-asan bin
+
+# ------------------------------------------------------------ install
+# make install [PREFIX=/usr/local] [DESTDIR=]: scripts/install.sh holds the
+# table of files (programs, man pages, completion, units, sysusers.d, the
+# system config) and writes a manifest that make uninstall removes exactly.
+# advd goes to sbin (advd(8)); a per-user daemon runs it by its full path
+# or through the user unit. PREFIX=/usr puts the config in /etc.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+SYSTEMDSYSTEMUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL_VARS := DESTDIR PREFIX BINDIR SBINDIR SYSCONFDIR DATADIR MANDIR COMPLETIONDIR \
+                SYSTEMDSYSTEMUNITDIR SYSTEMDUSERUNITDIR SYSUSERSDIR BIN
+INSTALL_ENV   = $(foreach v,$(INSTALL_VARS),$(v)='$($(v))')
+
+.PHONY: install uninstall deb
+install: $(BIN)/advd $(BIN)/advctl
+	@$(INSTALL_ENV) sh scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) sh scripts/install.sh uninstall
+
+# make deb: the advd and python3-advd packages (debian/), built from a copy
+# of the tree in $(BUILD)/deb/src so the working tree stays clean; the
+# .deb files land in $(BUILD)/deb/.
+DEB_DIR := $(BUILD)/deb
+deb:
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./.git --exclude='./build*' --exclude=./bin --exclude=./debian/tmp \
+	    --exclude=./debian/advd --exclude=./debian/python3-advd --exclude=./debian/.debhelper . | \
+	    tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	@ls -1 $(DEB_DIR)/*.deb
 endif

@@ -45,6 +45,10 @@ int ctl_call_job(ctl *c, const char *cmd, int64_t job, json_t **result);
 /* The next event pushed by the daemon (new reference), or NULL when the
  * connection ended (message printed). */
 json_t *ctl_next_event(ctl *c);
+/* A large thing in pieces (export, images by name): calls cmd with args
+ * (stolen) and "offset" until "eof", into *bytes (malloc'ed, *n bytes);
+ * *last is the last answer (its other fields). */
+int ctl_pull(ctl *c, const char *cmd, json_t *args, uint8_t **bytes, size_t *n, json_t **last);
 /* The exit status for a daemon error code. */
 int ctl_status_of(adv_errcode code);
 
@@ -79,6 +83,7 @@ int cmd_metrics(ctl *c, int argc, char **argv);
 int cmd_checkpoints(ctl *c, int argc, char **argv);
 int cmd_compare(ctl *c, int argc, char **argv);
 int cmd_images(ctl *c, int argc, char **argv);
+int cmd_report(ctl *c, int argc, char **argv);
 
 /* submit.c: command-line flags that set a key of a job spec, from a
  * table ending in {NULL}. CTL_TRUE / CTL_FALSE are switches that take no
@@ -109,9 +114,19 @@ void ctl_print_reports(const json_t *reports);
 /* For compare, from the latest report of each kind (NaN when absent):
  * mean corruption accuracy, clean ECE before and after temperature
  * scaling, saliency top-k overlap under random and adversarial deltas. */
-#define CTL_SUMMARY 5
+#define CTL_SUMMARY 7   /* ..., surrogate R^2, maps flagged by randomisation */
 void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY]);
 int cmd_export(ctl *c, int argc, char **argv);
+
+/* images.c: the bytes of one entry {"name", "data"} of an `images`
+ * answer of job: its inline base64 data, or (data null: too large to come
+ * with the list) asked for by name in pieces; *bytes is malloc'ed. */
+int ctl_image_bytes(ctl *c, int64_t job, const char *name, const json_t *data,
+                    uint8_t **bytes, size_t *n);
+
+/* show.c: an evaluation's attack as people name it ("pgd-20",
+ * "suite:autoattack", "pgd-20 (final)") from its spec. */
+void ctl_attack_name(const json_t *spec, char *buf, size_t len);
 
 /* show.c: follow a job to its end, printing progress; exit status of its
  * outcome (0 succeeded, 1 otherwise). */
@@ -119,5 +134,44 @@ int ctl_follow(ctl *c, int64_t job);
 /* Wait for job to end without printing progress (a failure is printed as
  * one line); the exit status for its outcome. */
 int ctl_wait(ctl *c, int64_t job);
+
+/* html.c: the page around a report (html_begin .. html_end), text
+ * escaped for HTML, and a base64 PNG inlined as an <img> with a data: URI
+ * (-1, nothing written, when the bytes are not a PNG file). */
+void html_begin(FILE *f, const char *title);
+void html_end(FILE *f);
+void html_escape(FILE *f, const char *s);
+int html_png(FILE *f, const char *b64, const char *alt);
+
+/* svg.c: plots as inline SVG (a <figure> each). A series is n points
+ * (x[i], y[i]); NaN is a gap. colour indexes a colour-blind-safe palette
+ * (svg_colour), dash 0 solid, 1 dashed, 2 dotted, 3 dash-dot; bar_width
+ * > 0 draws the points as bars that wide (in x units) instead of a line.
+ * xmin/xmax/ymin/ymax: NaN to fit the data. Labels carry their units. */
+typedef struct {
+    const char *name;
+    int colour, dash;
+    double bar_width;
+    int bars;                 /* legend swatch of a bar chart */
+    const double *x, *y;
+    int n;
+} svg_series;
+
+typedef struct {
+    const char *id, *title, *xlabel, *ylabel, *caption;   /* caption may be NULL */
+    double xmin, xmax, ymin, ymax;
+    int diagonal;             /* the y = x reference line */
+    int xinteger;             /* x ticks on whole numbers only (epochs) */
+} svg_plot;
+
+const char *svg_colour(int i);
+void svg_lines(FILE *f, const svg_plot *p, const svg_series *s, int ns);
+/* Grouped bars: series i's y[k] is its bar in category k. */
+void svg_bars(FILE *f, const svg_plot *p, const char *const *cats, int ncats,
+              const svg_series *s, int ns);
+/* A heat map of v (nrows x ncols, row-major), coloured from ymin to ymax
+ * with the value written in each cell; ylabel names the colour scale. */
+void svg_heat(FILE *f, const svg_plot *p, const char *const *rows, int nrows,
+              const char *const *cols, int ncols, const double *v);
 
 #endif

@@ -215,6 +215,71 @@ int ctl_call_job(ctl *c, const char *cmd, int64_t job, json_t **result)
     return ctl_call(c, cmd, json_pack("{s:I}", "job", (json_int_t)job), result);
 }
 
+/* One answer's piece appended to buf (allocated on the first, of the
+ * whole size). The whole and what it is of ("checkpoint": latest moves
+ * while a job trains) must stay those of the first answer. */
+static int take_piece(const char *cmd, const json_t *r, const json_t *first, uint8_t **buf,
+                      size_t *have, int *eof)
+{
+    const json_t *d = json_object_get(r, "data");
+    json_int_t size = json_integer_value(json_object_get(r, "size"));
+    uint8_t *piece;
+    size_t len;
+    adv_error e;
+    *eof = json_is_true(json_object_get(r, "eof"));
+    if (!json_is_string(d) || size < 0 ||
+        adv_base64_decode(json_string_value(d), json_string_length(d), &piece, &len, &e))
+        return ctl_error("the daemon sent an unusable piece of '%s'", cmd);
+    if (first && (!json_equal(json_object_get(r, "size"), json_object_get(first, "size")) ||
+                  !json_equal(json_object_get(r, "checkpoint"),
+                              json_object_get(first, "checkpoint")))) {
+        free(piece);
+        return ctl_error("'%s' changed while it was read (a newer checkpoint?): try again", cmd);
+    }
+    if (*have + len > (size_t)size || (!*eof && len == 0) || (*eof && *have + len != (size_t)size)) {
+        free(piece);
+        return ctl_error("the daemon's pieces of '%s' do not add up to %lld bytes", cmd,
+                         (long long)size);
+    }
+    if (!*buf && !(*buf = malloc(size ? (size_t)size : 1))) {
+        free(piece);
+        return ctl_error("out of memory for %lld bytes", (long long)size);
+    }
+    memcpy(*buf + *have, piece, len);
+    *have += len;
+    free(piece);
+    return 0;
+}
+
+int ctl_pull(ctl *c, const char *cmd, json_t *args, uint8_t **bytes, size_t *n, json_t **last)
+{
+    size_t have = 0;
+    uint8_t *buf = NULL;
+    json_t *r = NULL, *first = NULL;
+    int rc = 0, eof = 0;
+    while (!eof && rc == 0) {
+        json_object_set_new(args, "offset", json_integer((json_int_t)have));
+        if (r != first)
+            json_decref(r);
+        if ((rc = ctl_call(c, cmd, json_incref(args), &r)) == 0)
+            rc = take_piece(cmd, r, first, &buf, &have, &eof);
+        if (!first)
+            first = r;
+    }
+    json_decref(args);
+    if (r != first)
+        json_decref(first);
+    if (rc) {
+        free(buf);
+        json_decref(r);
+        return rc;
+    }
+    *bytes = buf;
+    *n = have;
+    *last = r;
+    return 0;
+}
+
 json_t *ctl_next_event(ctl *c)
 {
     for (;;) {

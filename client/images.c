@@ -1,7 +1,11 @@
 /*
  * images.c - `advctl images JOB --adversarial|--saliency|--smoothgrad|--ig|
- * --corruptions [-n 16] [--checkpoint C] [--eps X] [--attack NAME]
- * [--seed N] -o DIR`: pictures of a model at work, as PNG files.
+ * --guided|--gaussian-local|--lime|--corruptions|--units LAYER [-n 16]
+ * [--checkpoint C] [--eps X] [--attack NAME] [--seed N] -o DIR`: pictures
+ * of a model at work, as PNG files. --units draws the first n channels of
+ * LAYER (conv1, conv2, ...): filters.png, top.png (the --units-k test
+ * examples, of --limit 1000, that activate each channel most) and one
+ * maximise_LAYER_C.png per channel.
  *
  * The client has neither the data nor the model, so it asks the daemon: it
  * queues a small evaluation job on JOB's checkpoint that draws the pictures
@@ -33,8 +37,24 @@ static const ctl_flag spec_flags[] = {
     {"--eps", "eps", CTL_FLOAT},
     {"--seed", "seed", CTL_INT},
     {"--class", "explain_class", CTL_INT},
+    {"--limit", "limit", CTL_INT},
+    {"--units-k", "units_k", CTL_INT},
+    {"--units-steps", "units_steps", CTL_INT},
+    {"--gaussian-samples", "gaussian_samples", CTL_INT},
+    {"--gaussian-sigma", "gaussian_sigma", CTL_FLOAT},
+    {"--lime-samples", "lime_samples", CTL_INT},
+    {"--lime-patch", "lime_patch", CTL_INT},
+    {"--lime-fill", "lime_fill", CTL_STR},
+    {"--surrogate-target", "surrogate_target", CTL_STR},
     {NULL, NULL, CTL_INT},
 };
+
+#define KINDS "--adversarial, --saliency, --smoothgrad, --ig, --guided, --gaussian-local, " \
+              "--lime, --corruptions or --units LAYER"
+
+/* Units examples: enough test images for a channel's top ones to mean
+ * something (-n counts channels there). */
+#define UNITS_LIMIT 1000
 
 static int parse_arg(int argc, char **argv, int *i, images_args *a, int *njobs)
 {
@@ -43,8 +63,12 @@ static int parse_arg(int argc, char **argv, int *i, images_args *a, int *njobs)
     if (s[0] == '-' && s[1] == '-' && adv_images_kind_parse(s + 2, &kind, NULL) == 0 &&
         kind != ADV_IMAGES_NONE) {
         if (a->kind != ADV_IMAGES_NONE)
-            return ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, "
-                                       "--ig or --corruptions");
+            return ctl_usage("images", "give one of " KINDS);
+        if (kind == ADV_IMAGES_UNITS) {
+            if (!(v = ctl_optarg("images", argc, argv, i)))
+                return ADVCTL_USAGE;
+            json_object_set_new(a->flags, "units_layer", json_string(v));
+        }
         a->kind = kind;
         return 0;
     }
@@ -92,6 +116,8 @@ static json_t *drawing_spec(const images_args *a, const json_t *train_spec)
                              "limit", (json_int_t)a->n, "images", adv_images_kind_name(a->kind),
                              "images_n", (json_int_t)a->n, "sanity", 0, "calibration", 0,
                              "attack", "pgd");
+    if (a->kind == ADV_IMAGES_UNITS)
+        json_object_set_new(spec, "limit", json_integer(UNITS_LIMIT));
     const char *method = json_string_value(json_object_get(train_spec, "method"));
     if (method && strcmp(method, "clean") &&
         json_number_value(json_object_get(train_spec, "eps")) > 0)
@@ -118,18 +144,37 @@ static int draw(ctl *c, const images_args *a, const json_t *status, int64_t *eva
     return ctl_follow(c, *eval_job);
 }
 
+/* The bytes of one entry of the `images` answer: inline, or (data null:
+ * too large to come with the list) asked for by name in pieces. */
+int ctl_image_bytes(ctl *c, int64_t job, const char *name, const json_t *data,
+                    uint8_t **bytes, size_t *n)
+{
+    adv_error e;
+    json_t *last;
+    if (json_is_null(data)) {
+        int rc = ctl_pull(c, "images", json_pack("{s:I, s:s}", "job", (json_int_t)job, "name",
+                                                 name), bytes, n, &last);
+        json_decref(last);
+        return rc;
+    }
+    if (adv_base64_decode(json_string_value(data), json_string_length(data), bytes, n, &e))
+        return ctl_error("image '%s': %s", name, e.msg);
+    return 0;
+}
+
 /* Write one file of the `images` response into dir. */
-static int write_image(const char *dir, const json_t *im, json_t *files)
+static int write_image(ctl *c, int64_t job, const char *dir, const json_t *im, json_t *files)
 {
     const char *name = json_string_value(json_object_get(im, "name"));
     const json_t *data = json_object_get(im, "data");
-    if (!name || !*name || strchr(name, '/') || name[0] == '.' || !json_is_string(data))
+    if (!name || !*name || strchr(name, '/') || name[0] == '.' ||
+        !(json_is_string(data) || json_is_null(data)))
         return ctl_error("the daemon sent an unusable image entry");
     uint8_t *bytes;
     size_t n;
-    adv_error e;
-    if (adv_base64_decode(json_string_value(data), json_string_length(data), &bytes, &n, &e))
-        return ctl_error("image '%s': %s", name, e.msg);
+    int rc = ctl_image_bytes(c, job, name, data, &bytes, &n);
+    if (rc)
+        return rc;
     char path[8192];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
@@ -174,7 +219,7 @@ static int fetch(ctl *c, int64_t job, const char *dir)
     else if (make_dirs(dir))
         rc = ctl_error("cannot create '%s': %s", dir, strerror(errno));
     json_array_foreach(json_object_get(r, "images"), i, im) {
-        if (rc || (rc = write_image(dir, im, files)))
+        if (rc || (rc = write_image(c, job, dir, im, files)))
             break;
     }
     if (!rc && c->json) {
@@ -206,8 +251,7 @@ int cmd_images(ctl *c, int argc, char **argv)
                                  "pictures, or no picture kind to fetch the ones it drew",
                        (long long)a.job);
     else if (kind && !strcmp(kind, "train") && a.kind == ADV_IMAGES_NONE)
-        rc = ctl_usage("images", "give one of --adversarial, --saliency, --smoothgrad, --ig or "
-                                 "--corruptions");
+        rc = ctl_usage("images", "give one of " KINDS);
     else if (a.kind != ADV_IMAGES_NONE)
         rc = draw(c, &a, st, &job);
     json_decref(st);

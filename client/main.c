@@ -55,10 +55,12 @@ static const command commands[] = {
     {"export", NULL, cmd_export, "JOB [--checkpoint latest|best|EPOCH] -o FILE.safetensors",
      "write a checkpoint's weights as safetensors"},
     {"images", NULL, cmd_images,
-     "JOB (--adversarial | --saliency | --smoothgrad | --ig | --corruptions) [-n N]\n"
-     "       [--class K] [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N]\n"
-     "       -o DIR",
+     "JOB (--adversarial | --saliency | --smoothgrad | --ig | --guided | --gaussian-local |\n"
+     "       --lime | --corruptions | --units LAYER) [-n N] [--class K]\n"
+     "       [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N] -o DIR",
      "draw PNG pictures of JOB's model at work (or fetch an eval job's) into DIR"},
+    {"report", NULL, cmd_report, "JOB [JOB...] [-o FILE.html]",
+     "one self-contained HTML page with plots of training jobs (default advd-report-JOB.html)"},
     {"ping", NULL, cmd_ping, "", "check that advd answers"},
     {"version", NULL, cmd_version, "", "versions of advctl and advd"},
     {"help", NULL, cmd_help, "[COMMAND]", "this help, or a command's"},

@@ -1,8 +1,11 @@
 /*
  * reports.c - how `advctl results` and `advctl compare` show what an
  * evaluation found beyond adversarial accuracy: calibration, corruptions
- * and explanations (the report objects of daemon/extras.c). The
- * reliability-diagram bins are left to --json.
+ * and explanations (the report objects of daemon/extras.c): every
+ * method's cost, fragility and randomisation correlations, the
+ * surrogates' R^2 and top features, and the maps the randomisation test
+ * flagged. The reliability-diagram bins and all surrogate examples are
+ * left to --json.
  */
 #include "client/advctl.h"
 
@@ -65,6 +68,72 @@ static void print_corruptions(long long job, const json_t *d)
     }
 }
 
+/* One row per method: cost, fragility, randomisation correlations. */
+static void print_methods(const json_t *methods)
+{
+    const char *name;
+    const json_t *m, *first = NULL;
+    json_object_foreach((json_t *)methods, name, m) {
+        first = m;
+        break;
+    }
+    if (!first)
+        return;
+    const json_t *fr = json_object_get(first, "fragility"),
+                 *rnd = json_object_get(first, "randomisation");
+    size_t i;
+    json_t *v;
+    printf("  every method on %.0f examples: passes per example, seconds per 100 examples; "
+           "fragility at eps %.4g (top-k %.0f pixels, %.0f search steps); Spearman of the map "
+           "after randomising the layers top down (%.0f examples)\n",
+           number(first, "n"), number(fr, "eps"), number(fr, "k"), number(fr, "tries"),
+           number(rnd, "n"));
+    printf("  %-10s %6s %5s %8s %9s %8s %9s ", "METHOD", "FWD", "BWD", "S/100", "TOPK_RAND",
+           "TOPK_ADV", "SPEAR_ADV");
+    json_array_foreach(json_object_get(rnd, "layers"), i, v)
+        printf(" %6s", json_string_value(v));
+    printf("  FLAG\n");
+    json_object_foreach((json_t *)methods, name, m) {
+        fr = json_object_get(m, "fragility");
+        rnd = json_object_get(m, "randomisation");
+        printf("  %-10s %6.0f %5.0f %8.3g %8.1f%% %7.1f%% %9.3f ", name, number(m, "forward"),
+               number(m, "backward"), number(m, "seconds_per_100"),
+               100 * number(fr, "random.topk"), 100 * number(fr, "adversarial.topk"),
+               number(fr, "adversarial.spearman"));
+        json_array_foreach(json_object_get(rnd, "spearman"), i, v)
+            printf(" %6.2f", json_number_value(v));
+        printf("  %s\n", json_is_true(json_object_get(rnd, "flagged")) ? "FLAGGED" : "-");
+    }
+}
+
+static void print_surrogates(const json_t *surrogates)
+{
+    const char *name;
+    const json_t *s;
+    json_object_foreach((json_t *)surrogates, name, s) {
+        printf("  %s surrogate of the %s: weighted R^2 mean %.3f (min %.3f) on %.0f examples, "
+               "%.0f samples, %.0f features, ridge lambda %g",
+               name, text(s, "target"), number(s, "r2_mean"), number(s, "r2_min"),
+               number(s, "n"), number(s, "samples"), number(s, "features"), number(s, "lambda"));
+        if (json_object_get(s, "sigma"))
+            printf(", sigma %g\n", number(s, "sigma"));
+        else
+            printf(", %.0f px patches, %s fill, kernel width %g\n", number(s, "patch"),
+                   text(s, "fill"), number(s, "kernel_width"));
+        size_t i, j;
+        json_t *e, *t;
+        json_array_foreach(json_object_get(s, "examples"), i, e) {
+            if (i == 3)   /* --json has them all */
+                break;
+            printf("    example %.0f (class %.0f, R^2 %.3f): top", number(e, "index"),
+                   number(e, "class"), number(e, "r2"));
+            json_array_foreach(json_object_get(e, "top"), j, t)
+                printf(" (%.0f,%.0f) %+.3g", number(t, "y"), number(t, "x"), number(t, "weight"));
+            printf("\n");
+        }
+    }
+}
+
 static void print_explanations(long long job, const json_t *d)
 {
     const json_t *f = json_object_get(d, "fragility");
@@ -84,6 +153,12 @@ static void print_explanations(long long job, const json_t *d)
         printf("  %-12s %6.1f%% %9.3f %7.2f px\n", rows[r], 100 * number(v, "topk"),
                number(v, "spearman"), number(v, "com_shift"));
     }
+    print_methods(json_object_get(d, "methods"));
+    print_surrogates(json_object_get(d, "surrogates"));
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(d, "warnings"), i, w)
+        printf("  warning: %s\n", json_string_value(w));
 }
 
 void ctl_print_reports(const json_t *reports)
@@ -101,6 +176,24 @@ void ctl_print_reports(const json_t *reports)
         else if (!strcmp(kind, "explanations"))
             print_explanations(job, d);
     }
+}
+
+/* LIME's mean R^2, else the Gaussian form's. */
+static double surrogate_r2(const json_t *surrogates)
+{
+    double lime = number(surrogates, "lime.r2_mean");
+    return isnan(lime) ? number(surrogates, "gaussian.r2_mean") : lime;
+}
+
+/* Methods the randomisation test flagged (NaN without the test). */
+static double flagged_methods(const json_t *methods)
+{
+    const char *name;
+    const json_t *m;
+    double n = json_object_size(methods) ? 0.0 : NAN;
+    json_object_foreach((json_t *)methods, name, m)
+        n += json_is_true(json_object_get(json_object_get(m, "randomisation"), "flagged"));
+    return n;
 }
 
 void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY])
@@ -121,6 +214,8 @@ void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY])
         } else if (!strcmp(kind, "explanations")) {
             out[3] = number(d, "fragility.random.topk");
             out[4] = number(d, "fragility.adversarial.topk");
+            out[5] = surrogate_r2(json_object_get(d, "surrogates"));
+            out[6] = flagged_methods(json_object_get(d, "methods"));
         }
     }
 }

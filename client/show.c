@@ -76,6 +76,10 @@ static int list_args(int argc, char **argv, json_t *args)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long n;
+        if (!strcmp(a, "--mine")) {
+            json_object_set_new(args, "mine", json_true());
+            continue;
+        }
         if (strcmp(a, "--state") && strcmp(a, "--kind") && strcmp(a, "--limit"))
             return ctl_usage("list", a[0] == '-' ? "unknown option '%s'"
                                                  : "unexpected argument '%s'", a);
@@ -107,8 +111,8 @@ int cmd_list(ctl *c, int argc, char **argv)
         json_decref(r);
         return 0;
     }
-    printf("%-6s %-5s %-10s %5s %-7s %-19s %s\n", "ID", "KIND", "STATE", "PROG", "PARENT",
-           "CREATED", "NAME");
+    printf("%-6s %-5s %-10s %5s %-7s %-10s %-19s %s\n", "ID", "KIND", "STATE", "PROG", "PARENT",
+           "USER", "CREATED", "NAME");
     size_t i;
     json_t *j;
     json_array_foreach(json_object_get(r, "jobs"), i, j) {
@@ -117,9 +121,9 @@ int cmd_list(ctl *c, int argc, char **argv)
             snprintf(parent, sizeof parent, "%lld", integer(j, "parent"));
         double prog = json_number_value(json_object_get(j, "progress"));
         snprintf(p, sizeof p, "%.0f%%", 100 * prog);
-        printf("%-6lld %-5s %-10s %5s %-7s %-19s %s\n", integer(j, "id"), str(j, "kind"),
-               str(j, "state"), p, parent, when(json_object_get(j, "created"), t, sizeof t),
-               str(j, "name"));
+        printf("%-6lld %-5s %-10s %5s %-7s %-10s %-19s %s\n", integer(j, "id"), str(j, "kind"),
+               str(j, "state"), p, parent, str(j, "user"),
+               when(json_object_get(j, "created"), t, sizeof t), str(j, "name"));
     }
     json_decref(r);
     return 0;
@@ -149,8 +153,9 @@ int cmd_status(ctl *c, int argc, char **argv)
     if (rc || !r)
         return rc;
     char t1[32], t2[32], t3[32];
-    printf("job %lld (%s) '%s': %s, %.0f%%\n", integer(r, "id"), str(r, "kind"), str(r, "name"),
-           str(r, "state"), 100 * json_number_value(json_object_get(r, "progress")));
+    printf("job %lld (%s) '%s' of %s (uid %lld): %s, %.0f%%\n", integer(r, "id"), str(r, "kind"),
+           str(r, "name"), str(r, "user"), integer(r, "owner"), str(r, "state"),
+           100 * json_number_value(json_object_get(r, "progress")));
     printf("created %s  started %s  finished %s  attempts %lld  priority %lld\n",
            when(json_object_get(r, "created"), t1, sizeof t1),
            when(json_object_get(r, "started"), t2, sizeof t2),
@@ -348,7 +353,7 @@ int cmd_watch(ctl *c, int argc, char **argv)
 
 /* ------------------------------------------------------------ results */
 
-static void attack_name(const json_t *spec, char *buf, size_t len)
+void ctl_attack_name(const json_t *spec, char *buf, size_t len)
 {
     const char *suite = json_string_value(json_object_get(spec, "suite"));
     const char *attack = json_string_value(json_object_get(spec, "attack"));
@@ -386,7 +391,7 @@ int cmd_results(ctl *c, int argc, char **argv)
     json_t *e;
     json_array_foreach(json_object_get(r, "results"), i, e) {
         char a[64], b1[32], b2[32], b3[32];
-        attack_name(json_object_get(e, "spec"), a, sizeof a);
+        ctl_attack_name(json_object_get(e, "spec"), a, sizeof a);
         printf("%-6lld %-18s %-6s %6lld %6s%% %6s%%  ", integer(e, "job"), a,
                num(json_object_get(e, "eps"), "%g", b1, sizeof b1), integer(e, "n"),
                pct(json_object_get(e, "clean_acc"), b2, sizeof b2),
@@ -600,10 +605,12 @@ static int compare_one(ctl *c, int64_t job, json_t *all)
         last_metrics(json_object_get(mx, "metrics"), keys, 4, v);
         ctl_report_summary(json_object_get(res, "reports"), v + 4);
         for (int k = 0; k < 4 + CTL_SUMMARY; k++)
-            cell(v[k], k != 5 && k != 6, b[k], sizeof b[k]);
-        printf("%-6lld %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s  %s\n", (long long)job,
-               str(st, "state"), b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8],
-               str(st, "name"));
+            cell(v[k], k < 5 || k == 7 || k == 8, b[k], sizeof b[k]);
+        if (!isnan(v[10]))   /* a count */
+            snprintf(b[10], sizeof b[10], "%.0f", v[10]);
+        printf("%-6lld %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s %7s %7s  %s\n",
+               (long long)job, str(st, "state"), b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+               b[8], b[9], b[10], str(st, "name"));
     }
     json_decref(st);
     json_decref(mx);
@@ -621,9 +628,9 @@ int cmd_compare(ctl *c, int argc, char **argv)
             return ctl_usage("compare", "invalid JOB '%s': expected a job id", argv[i]);
     json_t *all = json_array();
     if (!c->json)
-        printf("%-6s %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s  %s\n", "JOB", "STATE",
-               "VAL_CLEAN", "VAL_ROBUST", "TEST_CLEAN", "TEST_PGD20", "CORRUPT", "ECE", "ECE_T",
-               "EXPL_RAND", "EXPL_ADV", "NAME");
+        printf("%-6s %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s %7s %7s  %s\n", "JOB",
+               "STATE", "VAL_CLEAN", "VAL_ROBUST", "TEST_CLEAN", "TEST_PGD20", "CORRUPT", "ECE",
+               "ECE_T", "EXPL_RAND", "EXPL_ADV", "SURR_R2", "FLAGGED", "NAME");
     int rc = 0;
     for (int i = 1; i < argc && !rc; i++) {
         ctl_parse_job(argv[i], &job);

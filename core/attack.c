@@ -111,6 +111,17 @@ void core_attack_ws_free(core_attack_ws *ws)
     free(ws);
 }
 
+/* Rows of batch x dim floats a workspace holds: row[6], grad, cx, cout, sx,
+ * sout (core_attack_ws_create allocates exactly these). */
+#define WS_ROWS 11
+
+double core_attack_ws_bytes(size_t dim, int nclass, int batch)
+{
+    double b = batch;
+    return b * ((double)WS_ROWS * dim * sizeof(float) + 2.0 * nclass * sizeof(float) +
+                4 * sizeof(float) + 8 * sizeof(int) + 6);
+}
+
 int core_attack_ws_create(const core_model *m, int batch, core_attack_ws **out, char *err)
 {
     *out = NULL;
@@ -127,6 +138,7 @@ int core_attack_ws_create(const core_model *m, int batch, core_attack_ws **out, 
            i = b * sizeof(int), logit = b * (size_t)m->nclass * sizeof(float);
     int ok = 1;
 #define ALLOC(p, bytes) ok &= ((p) = core_alloc(bytes)) != NULL
+    _Static_assert(sizeof ws->row / sizeof ws->row[0] + 5 == WS_ROWS, "WS_ROWS counts the rows");
     for (int r = 0; r < 6; r++)
         ALLOC(ws->row[r], rows);
     ALLOC(ws->grad, rows);

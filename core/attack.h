@@ -60,6 +60,8 @@ int core_attack_cfg_check(const core_attack_cfg *cfg, char *err);
 typedef struct core_attack_ws core_attack_ws;
 
 int core_attack_ws_create(const core_model *m, int batch, core_attack_ws **out, char *err);
+/* The bytes core_attack_ws_create allocates for inputs of dim values. */
+double core_attack_ws_bytes(size_t dim, int nclass, int batch);
 void core_attack_ws_free(core_attack_ws *ws);
 
 /* Attack n examples (x, labels y; target used only when cfg->targeted).

@@ -1,10 +1,11 @@
 /*
- * explain.c - saliency, SmoothGrad, Integrated Gradients and the fragility
- * of saliency maps (explain.h).
+ * explain.c - saliency, SmoothGrad, Integrated Gradients, guided
+ * backpropagation, the surrogates' entry (surrogate.c) and the fragility
+ * of any method's maps (explain.h).
  *
- * Every method is a sequence of whole-batch gradient computations of one
- * logit per example (dlogits = one-hot of the explained class), averaged
- * in a fixed order, so results depend on the thread count only.
+ * Every gradient method is a sequence of whole-batch gradient computations
+ * of one logit per example (dlogits = one-hot of the explained class),
+ * averaged in a fixed order, so results depend on the thread count only.
  */
 #define _GNU_SOURCE
 #include "explain.h"
@@ -13,35 +14,97 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "attack.h"
 #include "loss.h"
 #include "rng.h"
 
-static const char *const method_names[] = {"saliency", "smoothgrad", "ig"};
+static const char *const method_names[] = {
+#define X(tag, name) #name,
+    CORE_EXPLAIN_METHODS(X)
+#undef X
+};
 
 const char *core_explain_method_name(core_explain_method m)
 {
-    return (unsigned)m < 3 ? method_names[m] : "unknown";
+    return (unsigned)m < CORE_EXPLAIN_NMETHODS ? method_names[m] : "unknown";
 }
 
 int core_explain_method_parse(const char *s, core_explain_method *out, char *err)
 {
-    int i = core_name_index(s, method_names, 3);
+    int i = core_name_index(s, method_names, CORE_EXPLAIN_NMETHODS);
     if (i >= 0) {
         *out = (core_explain_method)i;
         return 0;
     }
-    return core_errf(err, "unknown explanation '%s' (saliency, smoothgrad or ig)", s);
+    return core_errf(err, "unknown explanation '%s' (saliency, smoothgrad, ig, guided, gaussian "
+                          "or lime)", s);
+}
+
+int core_explain_methods_parse(const char *list, unsigned *mask, char *err)
+{
+    char word[32];
+    *mask = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        core_explain_method m = CORE_EXPLAIN_SALIENCY;
+        if (n == 0 || n >= sizeof word)
+            return core_errf(err, "invalid method list '%s' (names separated by commas)", list);
+        snprintf(word, sizeof word, "%.*s", (int)n, p);
+        if (strcmp(word, "all") == 0)
+            *mask |= CORE_EXPLAIN_ALL;
+        else if (core_explain_method_parse(word, &m, err))
+            return -1;
+        else
+            *mask |= 1u << m;
+        p += n + (p[n] == ',');
+    }
+    return *mask ? 0 : core_errf(err, "empty method list");
+}
+
+void core_explain_methods_format(unsigned mask, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int m = 0; m < CORE_EXPLAIN_NMETHODS; m++)
+        if (mask & (1u << m) && used < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+                                     method_names[m]);
 }
 
 core_explain_cfg core_explain_defaults(core_explain_method method)
 {
-    return (core_explain_cfg){.method = method, .samples = 25, .sigma = 0.15f, .steps = 64};
+    return (core_explain_cfg){.method = method, .samples = 25, .sigma = 0.15f, .steps = 64,
+                              .sur = core_surrogate_defaults()};
+}
+
+void core_explain_cost(const core_explain_cfg *cfg, int *forward, int *backward)
+{
+    switch (cfg->method) {
+    case CORE_EXPLAIN_SMOOTHGRAD:
+        *forward = *backward = cfg->samples;
+        return;
+    case CORE_EXPLAIN_IG:
+        *forward = *backward = cfg->steps;
+        return;
+    case CORE_EXPLAIN_GAUSSIAN:
+        *forward = cfg->sur.gaussian_samples;
+        *backward = 0;
+        return;
+    case CORE_EXPLAIN_LIME:
+        *forward = cfg->sur.lime_samples;
+        *backward = 0;
+        return;
+    default:
+        *forward = *backward = 1;
+    }
 }
 
 core_fragility_cfg core_fragility_defaults(void)
 {
-    return (core_fragility_cfg){.eps = 8.0f / 255.0f, .topk = 0.02f, .tries = 16};
+    return (core_fragility_cfg){.eps = 8.0f / 255.0f, .topk = 0.02f, .tries = 16,
+                                .map = core_explain_defaults(CORE_EXPLAIN_SALIENCY)};
 }
 
 /* ------------------------------------------------------------ gradients */
@@ -154,14 +217,25 @@ int core_explain(const core_explain_cfg *cfg, core_model *m, const float *x, con
         memcpy(w.cls, cls, sizeof(int) * (size_t)n);
     else if (pred)
         memcpy(w.cls, pred, sizeof(int) * (size_t)n);
-    if (cfg->method == CORE_EXPLAIN_SMOOTHGRAD)
+    int rc = 0;
+    if (cfg->method == CORE_EXPLAIN_SMOOTHGRAD) {
         smoothgrad(cfg, m, &w, x, n, stream, attr);
-    else if (cfg->method == CORE_EXPLAIN_IG)
+    } else if (cfg->method == CORE_EXPLAIN_IG) {
         integrated_gradients(cfg, m, &w, x, n, attr);
-    else
+    } else if (cfg->method == CORE_EXPLAIN_GAUSSIAN || cfg->method == CORE_EXPLAIN_LIME) {
+        core_surrogate_cfg sc = cfg->sur;
+        sc.seed = cfg->seed;
+        rc = core_surrogate_explain(&sc, cfg->method == CORE_EXPLAIN_LIME
+                                             ? CORE_SURROGATE_LIME : CORE_SURROGATE_GAUSSIAN,
+                                    m, x, w.cls, n, stream, attr, NULL, NULL, err);
+    } else {
+        /* Guided: the same pass with the model's ReLUs in guided mode. */
+        m->guided = cfg->method == CORE_EXPLAIN_GUIDED;
         logit_grad(m, &w, x, w.cls, n, attr, NULL);
+        m->guided = 0;
+    }
     grad_ws_free(&w);
-    return 0;
+    return rc;
 }
 
 void core_explain_map(const float *attr, int n, core_shape s, float *map)
@@ -349,11 +423,25 @@ static int frag_ws_init(frag_ws *f, const core_model *m, int n, char *err)
     return 0;
 }
 
-/* Saliency maps (for the original predictions) and predictions at xs. */
-static void saliency_at(core_model *m, frag_ws *f, const float *xs, int n)
+/* Maps of cfg->map's method (for the original predictions) and the
+ * predictions at xs. Its noise, if any, comes from one stream apart from
+ * delta's, the same at x and every x + delta. */
+#define MAP_STREAM (1ULL << 39)
+
+static int maps_at(const core_fragility_cfg *cfg, core_model *m, frag_ws *f, const float *xs,
+                   int n, uint64_t stream, float *map, char *err)
 {
-    logit_grad(m, &f->g, xs, f->pred0, n, f->g.g, f->pred);
-    core_explain_map(f->g.g, n, m->in, f->map);
+    core_explain_cfg mc = cfg->map;
+    mc.seed = cfg->seed;
+    if (mc.method == CORE_EXPLAIN_SALIENCY) {   /* one pass gives both */
+        logit_grad(m, &f->g, xs, f->pred0, n, f->g.g, f->pred);
+    } else {
+        predict(m, xs, n, f->pred);
+        if (core_explain(&mc, m, xs, f->pred0, n, stream + MAP_STREAM, f->g.g, NULL, err))
+            return -1;
+    }
+    core_explain_map(f->g.g, n, m->in, map);
+    return 0;
 }
 
 /* xs = x + step * random signs (draw `round` of the stream), projected
@@ -384,11 +472,12 @@ int core_fragility_measure(const core_fragility_cfg *cfg, core_model *m, const f
     if (frag_ws_init(&f, m, n, err))
         return -1;
     predict(m, x, n, f.pred0);
-    logit_grad(m, &f.g, x, f.pred0, n, f.g.g, NULL);
-    core_explain_map(f.g.g, n, m->in, f.map0);
+    if (maps_at(cfg, m, &f, x, n, stream, f.map0, err))
+        goto fail;
     /* The random delta: eps times random signs, from x. */
     sign_step(cfg, m, x, x, n, cfg->eps, stream, 0, f.cur);
-    saliency_at(m, &f, f.cur, n);
+    if (maps_at(cfg, m, &f, f.cur, n, stream, f.map, err))
+        goto fail;
     for (int i = 0; i < n; i++) {
         f.keep[i] = f.pred[i] == f.pred0[i];
         if (!f.keep[i])
@@ -402,7 +491,8 @@ int core_fragility_measure(const core_fragility_cfg *cfg, core_model *m, const f
     /* The adversarial delta: a random search from the random one. */
     for (int t = 1; t <= cfg->tries; t++) {
         sign_step(cfg, m, x, f.cur, n, 0.5f * cfg->eps, stream, t, f.cand);
-        saliency_at(m, &f, f.cand, n);
+        if (maps_at(cfg, m, &f, f.cand, n, stream, f.map, err))
+            goto fail;
         for (int i = 0; i < n; i++) {
             if (!f.keep[i] || f.pred[i] != f.pred0[i])
                 continue;
@@ -428,4 +518,7 @@ int core_fragility_measure(const core_fragility_cfg *cfg, core_model *m, const f
     }
     frag_ws_free(&f);
     return 0;
+fail:
+    frag_ws_free(&f);
+    return -1;
 }

@@ -11,6 +11,12 @@
  *               k = 1..m (the midpoint rule), baseline x' = 0. Completeness:
  *               the attributions sum to z_c(x) - z_c(x') up to the Riemann
  *               error, which shrinks as 1/m^2 between ReLU kinks.
+ *   guided      guided backpropagation (Springenberg et al. 2015): dz_c/dx
+ *               with every ReLU passing back only positive gradients
+ *               where its input was positive (core_model's guided mode)
+ *   gaussian    the Gaussian local surrogate, and
+ *   lime        LIME on a grid of patches (surrogate.h): fitted, not
+ *               differentiated; the class probability by default
  *
  * Attributions have the input's shape and sign; a heat map is the sum over
  * channels of their absolute values (core_explain_map). The class is the
@@ -27,26 +33,49 @@
  * attack follows the gradient of the map itself, which is zero almost
  * everywhere for a ReLU network; a search needs no second derivatives.)
  * Only examples whose random delta keeps the label count, so for each of
- * them the adversarial overlap is at most the random one.
+ * them the adversarial overlap is at most the random one. The maps are
+ * those of any method (cfg.map; saliency by default), drawn with the same
+ * noise at x and at x + delta, so only delta moves them.
  */
 #ifndef CORE_EXPLAIN_H
 #define CORE_EXPLAIN_H
 
 #include "model.h"
+#include "surrogate.h"
 
-typedef enum { CORE_EXPLAIN_SALIENCY, CORE_EXPLAIN_SMOOTHGRAD, CORE_EXPLAIN_IG } core_explain_method;
+/* One list for the enum and the names. */
+#define CORE_EXPLAIN_METHODS(X) \
+    X(SALIENCY, saliency) X(SMOOTHGRAD, smoothgrad) X(IG, ig) X(GUIDED, guided) \
+    X(GAUSSIAN, gaussian) X(LIME, lime)
+
+typedef enum {
+#define X(tag, name) CORE_EXPLAIN_##tag,
+    CORE_EXPLAIN_METHODS(X)
+#undef X
+    CORE_EXPLAIN_NMETHODS
+} core_explain_method;
 
 typedef struct {
     core_explain_method method;
     int samples;     /* SmoothGrad copies (25) */
     float sigma;     /* SmoothGrad noise std, fraction of the pixel range (0.15) */
     int steps;       /* IG steps (64) */
-    uint64_t seed;
+    core_surrogate_cfg sur;   /* gaussian, lime (surrogate.h) */
+    uint64_t seed;   /* also sur.seed's, set by core_explain */
 } core_explain_cfg;
 
 core_explain_cfg core_explain_defaults(core_explain_method method);
 const char *core_explain_method_name(core_explain_method m);   /* "saliency", ... */
 int core_explain_method_parse(const char *s, core_explain_method *out, char *err);
+
+/* A comma-separated list of methods ("saliency,guided,lime") as a bit mask
+ * (bit m for method m), and back; "all" names every method. */
+#define CORE_EXPLAIN_ALL ((1u << CORE_EXPLAIN_NMETHODS) - 1)
+int core_explain_methods_parse(const char *list, unsigned *mask, char *err);
+void core_explain_methods_format(unsigned mask, char *buf, size_t len);
+
+/* What one map of one example costs: forward and backward passes. */
+void core_explain_cost(const core_explain_cfg *cfg, int *forward, int *backward);
 
 /* Attributions of n examples (n <= the model's reserved batch) for class
  * cls[i], or the predicted class when cls is NULL; pred (may be NULL) gets
@@ -66,6 +95,7 @@ typedef struct {
     float eps;       /* L-inf radius of delta (8/255) */
     float topk;      /* fraction of pixels in the top-k sets (0.02) */
     int tries;       /* random-search steps of the adversarial delta (16) */
+    core_explain_cfg map;   /* the maps compared (saliency) */
     uint64_t seed;
 } core_fragility_cfg;
 

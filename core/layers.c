@@ -26,6 +26,13 @@ void core_relu_backward(const float *y, const float *dy, float *dx, size_t len)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+void core_relu_backward_guided(const float *y, const float *dy, float *dx, size_t len)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < len; i++)
+        dx[i] = y[i] > 0.0f && dy[i] > 0.0f ? dy[i] : 0.0f;
+}
+
 typedef struct {
     int kh, kw, sh, sw;
 } pool_window;

@@ -76,6 +76,9 @@ void core_conv_backward(const core_conv *c, const float *params, float *grads, c
 void core_relu_forward(const float *x, float *y, size_t len);
 /* dx = dy where y > 0; dx may alias dy. */
 void core_relu_backward(const float *y, const float *dy, float *dx, size_t len);
+/* Guided backpropagation's ReLU (Springenberg et al. 2015): dx = dy where
+ * y > 0 and dy > 0; dx may alias dy. */
+void core_relu_backward_guided(const float *y, const float *dy, float *dx, size_t len);
 void core_maxpool_forward(const core_layer *l, const float *x, float *y, int *argmax, int n);
 void core_maxpool_backward(const core_layer *l, const float *dy, const int *argmax, float *dx, int n);
 void core_avgpool_forward(const core_layer *l, const float *x, float *y, int n);

@@ -140,6 +140,9 @@ static int conv_setup(builder *b, core_conv *c, const char *prefix, int cout, in
                          text, k, k, in.c, in.h, in.w);
     *c = (core_conv){.cin = in.c, .cout = cout, .k = k, .stride = stride, .pad = pad,
                      .in = in, .out = {cout, oh, ow}};
+    if (core_shape_size(c->out) > CORE_MAX_VALUES)
+        return core_errf(err, "'%s': output %dx%dx%d is more than %d values per example", text,
+                         cout, oh, ow, CORE_MAX_VALUES);
     char name[32];
     int wd[4] = {cout, in.c, k, k};
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -230,6 +233,9 @@ static int build_fc(builder *b, const token *t, const char *text, char *err)
     if (!l)
         return -1;
     int out = (int)t->num, in = (int)core_shape_size(b->shape);
+    if ((double)out * in > CORE_MAX_PARAMS)
+        return core_errf(err, "'%s': %d x %d weights, more than %.0f", text, out, in,
+                         (double)CORE_MAX_PARAMS);
     char name[32];
     int wd[2] = {out, in};
     snprintf(name, sizeof name, "%s.weight", l->name);
@@ -298,8 +304,8 @@ static int build_all(core_model *m, char *err)
     return 0;
 }
 
-int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed,
-                      core_model **out, char *err)
+/* The layers and parameter views of spec, in a model without buffers. */
+static int model_parse(const char *spec, core_shape in, int nclass, core_model **out, char *err)
 {
     if (!spec || !*spec)
         return core_errf(err, "empty model spec");
@@ -315,8 +321,30 @@ int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed
     m->nclass = nclass;
     if (!core_model_preset(spec, nclass, m->spec, sizeof m->spec))
         snprintf(m->spec, sizeof m->spec, "%s", spec);
-    if (build_all(m, err))
+    if (build_all(m, err)) {
+        core_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+int core_model_describe(const char *spec, core_shape in, int nclass, core_model **out,
+                        char *err)
+{
+    return model_parse(spec, in, nclass, out, err);
+}
+
+int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed,
+                      core_model **out, char *err)
+{
+    core_model *m;
+    if (model_parse(spec, in, nclass, &m, err))
+        return -1;
+    if (m->nparams > CORE_MAX_PARAMS) {
+        core_errf(err, "%zu parameters, more than %.0f", m->nparams, (double)CORE_MAX_PARAMS);
         goto fail;
+    }
     m->params = core_alloc(m->nparams * sizeof(float));
     m->grads = core_alloc(m->nparams * sizeof(float));
     if (!m->params || !m->grads) {
@@ -401,27 +429,65 @@ static int relu_follows(const core_model *m, int i)
            m->layers[i + 1].kind == CORE_LAYER_RELU;
 }
 
-/* Allocate one layer's buffers; returns 0 or -1. Grows the per-thread
- * convolution scratch lengths (need) and the gradient buffer size (g). A
- * convolution followed by a ReLU (fused) writes into the ReLU's buffer and
- * needs none of its own. */
-static int reserve_layer(core_layer *l, int n, int threads, int fused, size_t need[3],
-                         size_t *g)
+/* The batch buffers of one layer for n examples, in elements: its output
+ * (none when flatten, or fused: a convolution followed by a ReLU writes
+ * into the ReLU's buffer), a max pool's argmax, a residual block's two
+ * inner buffers. Grows the per-thread convolution scratch lengths (need)
+ * and the gradient buffer size (g). core_model_reserve allocates exactly
+ * this; core_model_estimate adds it up. */
+typedef struct {
+    size_t y, argmax, r, dr;
+} layer_bufs;
+
+static layer_bufs layer_sizes(const core_layer *l, int n, int threads, int fused, size_t need[3],
+                              size_t *g)
 {
     size_t out = (size_t)n * core_shape_size(l->out), in = (size_t)n * core_shape_size(l->in);
     *g = max_sz(*g, max_sz(in, out));
+    layer_bufs b = {0, 0, 0, 0};
     if (l->kind == CORE_LAYER_FLATTEN)
-        return 0;
-    if (!fused && !(l->y = core_alloc(out * sizeof(float))))
-        return -1;
-    if (l->kind == CORE_LAYER_MAXPOOL && !(l->argmax = core_alloc(out * sizeof(int))))
-        return -1;
-    if (l->kind == CORE_LAYER_RES &&
-        (!(l->r = core_alloc(out * sizeof(float))) || !(l->dr = core_alloc(out * sizeof(float)))))
-        return -1;
+        return b;
+    b.y = fused ? 0 : out;
+    b.argmax = l->kind == CORE_LAYER_MAXPOOL ? out : 0;
+    b.r = b.dr = l->kind == CORE_LAYER_RES ? out : 0;
     int nconv = l->kind == CORE_LAYER_CONV ? 1 : l->kind == CORE_LAYER_RES ? 2 : 0;
     for (int c = 0; c < nconv; c++)
         core_conv_scratch_need(&l->conv[c], n, threads, need);
+    return b;
+}
+
+/* Allocate one layer's buffers; returns 0 or -1. */
+static int reserve_layer(core_layer *l, int n, int threads, int fused, size_t need[3],
+                         size_t *g)
+{
+    layer_bufs b = layer_sizes(l, n, threads, fused, need, g);
+    if (b.y && !(l->y = core_alloc(b.y * sizeof(float))))
+        return -1;
+    if (b.argmax && !(l->argmax = core_alloc(b.argmax * sizeof(int))))
+        return -1;
+    if (b.r && (!(l->r = core_alloc(b.r * sizeof(float))) ||
+                !(l->dr = core_alloc(b.dr * sizeof(float)))))
+        return -1;
+    return 0;
+}
+
+int core_model_estimate(const char *spec, core_shape in, int nclass, int batch, int threads,
+                        core_model_cost *cost, char *err)
+{
+    core_model *m;
+    if (model_parse(spec, in, nclass, &m, err))
+        return -1;
+    size_t need[3] = {1, 1, 1}, g = 1;
+    double act = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        layer_bufs b = layer_sizes(&m->layers[i], batch, threads, relu_follows(m, i), need, &g);
+        act += (double)b.y + (double)b.argmax + (double)b.r + (double)b.dr;
+    }
+    act += ((double)need[0] + need[1] + need[2]) * threads + 2.0 * (double)g;
+    *cost = (core_model_cost){.params = (double)m->nparams,
+                              .batch_bytes = act * sizeof(float),
+                              .flops = core_model_flops(m)};
+    core_model_free(m);
     return 0;
 }
 
@@ -507,14 +573,23 @@ const float *core_model_forward(core_model *m, const float *x, int n)
     return x;
 }
 
+static void relu_backward(const core_model *m, const float *y, const float *dy, float *dx,
+                          size_t len)
+{
+    if (m->guided)
+        core_relu_backward_guided(y, dy, dx, len);
+    else
+        core_relu_backward(y, dy, dx, len);
+}
+
 /* dy is the layer's output gradient (clobbered), dx receives its input's. */
 static void res_backward(core_model *m, core_layer *l, const float *x, float *dy, float *dx,
                          int n, int pg)
 {
     size_t len = (size_t)n * core_shape_size(l->out);
-    core_relu_backward(l->y, dy, dy, len);
+    relu_backward(m, l->y, dy, dy, len);
     core_conv_backward(&l->conv[1], m->params, m->grads, l->r, dy, l->dr, n, pg, &m->scratch);
-    core_relu_backward(l->r, l->dr, l->dr, len);
+    relu_backward(m, l->r, l->dr, l->dr, len);
     core_conv_backward(&l->conv[0], m->params, m->grads, x, l->dr, dx, n, pg, &m->scratch);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < len; i++)
@@ -529,7 +604,7 @@ static void layer_backward(core_model *m, core_layer *l, const float *x, float *
         core_conv_backward(&l->conv[0], m->params, m->grads, x, dy, dx, n, pg, &m->scratch);
         break;
     case CORE_LAYER_RELU:
-        core_relu_backward(l->y, dy, dx, (size_t)n * core_shape_size(l->out));
+        relu_backward(m, l->y, dy, dx, (size_t)n * core_shape_size(l->out));
         break;
     case CORE_LAYER_MAXPOOL:
         core_maxpool_backward(l, dy, l->argmax, dx, n);
@@ -551,10 +626,16 @@ static void layer_backward(core_model *m, core_layer *l, const float *x, float *
 
 void core_model_backward(core_model *m, const float *dlogits, int n, float *dx, int param_grads)
 {
+    core_model_backward_from(m, m->nlayers - 1, dlogits, n, dx, param_grads);
+}
+
+void core_model_backward_from(core_model *m, int top, const float *dy_top, int n, float *dx,
+                              int param_grads)
+{
     int cur = 0;
     float *dy = m->gbuf[cur];
-    memcpy(dy, dlogits, sizeof(float) * (size_t)n * m->nclass);
-    for (int i = m->nlayers - 1; i >= 0; i--) {
+    memcpy(dy, dy_top, sizeof(float) * (size_t)n * core_shape_size(m->layers[top].out));
+    for (int i = top; i >= 0; i--) {
         core_layer *l = &m->layers[i];
         const float *x = i > 0 ? m->layers[i - 1].y : m->x;
         if (l->kind == CORE_LAYER_FLATTEN) {

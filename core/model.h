@@ -30,6 +30,11 @@
 #define CORE_MAX_LAYERS 64
 #define CORE_MAX_VIEWS (2 * 2 * CORE_MAX_LAYERS)
 #define CORE_SPEC_LEN 1024
+/* Values of one example's activation at any layer, and parameters of a
+ * model: beyond these a spec is refused (int indexing, and no machine
+ * here holds more). */
+#define CORE_MAX_VALUES (1 << 30)
+#define CORE_MAX_PARAMS 4e9
 
 /* A named tensor inside the parameter buffer, PyTorch naming and layout. */
 typedef struct {
@@ -53,6 +58,8 @@ typedef struct {
     float *gbuf[2];            /* ping-pong gradient buffers */
     core_conv_scratch scratch;
     const float *x;            /* input of the last forward, for backward */
+    int guided;                /* 1: ReLUs pass back only positive gradients (guided
+                                  backpropagation, explain.h); 0: the true gradient */
 } core_model;
 
 /* The spec of a preset name with its final layer sized for nclass, or NULL. */
@@ -64,6 +71,12 @@ int core_model_create(const char *spec, core_shape in, int nclass, uint64_t seed
                       core_model **out, char *err);
 void core_model_free(core_model *m);
 
+/* The same model's layers and parameter views without any buffer (params
+ * and grads NULL): its shapes and names, at no cost in its size. Only
+ * core_model_free may be called on it. */
+int core_model_describe(const char *spec, core_shape in, int nclass, core_model **out,
+                        char *err);
+
 /* Initialisation: He (normal, std sqrt(2 / fan_in), zero biases; what
  * core_model_create does), or PyTorch's default for Conv2d / Linear
  * (weights and biases uniform in +-1/sqrt(fan_in)), to reproduce the
@@ -72,6 +85,19 @@ typedef enum { CORE_INIT_HE, CORE_INIT_TORCH } core_init;
 
 int core_init_parse(const char *s, core_init *out, char *err);
 void core_model_init(core_model *m, uint64_t seed, core_init kind);
+
+/* What a model would cost, from its spec alone: arithmetic on the layer
+ * shapes, no parameter or batch buffer allocated (a daemon judges specs
+ * with it). batch_bytes is what core_model_reserve(batch) would allocate
+ * with threads threads. */
+typedef struct {
+    double params;       /* parameters (floats) */
+    double batch_bytes;  /* batch buffers: activations, gradients, scratch */
+    double flops;        /* multiply-adds of one forward pass of one example */
+} core_model_cost;
+
+int core_model_estimate(const char *spec, core_shape in, int nclass, int batch, int threads,
+                        core_model_cost *cost, char *err);
 
 /* Make the batch buffers hold up to batch examples (no-op when they do). */
 int core_model_reserve(core_model *m, int batch, char *err);
@@ -84,6 +110,10 @@ const float *core_model_forward(core_model *m, const float *x, int n);
  * parameter gradients into m->grads when param_grads is set; writes the
  * gradient with respect to the input into dx when dx is not NULL. */
 void core_model_backward(core_model *m, const float *dlogits, int n, float *dx, int param_grads);
+/* The same from the output of layer `top` (dy: n x its output) down to the
+ * input, for objectives on an inner layer (units.h). */
+void core_model_backward_from(core_model *m, int top, const float *dy, int n, float *dx,
+                              int param_grads);
 
 void core_model_zero_grad(core_model *m);
 const core_param_view *core_model_view(const core_model *m, const char *name);

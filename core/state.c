@@ -116,22 +116,46 @@ static int check_frame(const uint8_t *buf, size_t len, char *err)
     return 0;
 }
 
+/* The fixed part before the parameters: magic, version, shape, spec and
+ * the parameter count; r->off ends at the first parameter. */
+static int parse_head(reader *r, parsed_state *s)
+{
+    uint32_t dims[4], spec_len = 0;
+    if (get(r, dims, sizeof dims, "shape") || get(r, &spec_len, 4, "spec length"))
+        return -1;
+    if (spec_len >= CORE_SPEC_LEN)
+        return core_errf(r->err, "checkpoint spec too long (%u bytes)", spec_len);
+    memset(s, 0, sizeof *s);
+    s->info.in = (core_shape){(int)dims[0], (int)dims[1], (int)dims[2]};
+    s->info.nclass = (int)dims[3];
+    if (get(r, s->info.spec, spec_len, "spec") || get(r, &s->nparams, 8, "parameter count"))
+        return -1;
+    s->params_off = r->off;
+    return 0;
+}
+
+int core_state_head(const uint8_t *buf, size_t len, core_state_info *info, size_t *params_off,
+                    uint64_t *nparams, char *err)
+{
+    parsed_state s;
+    if (len < 12 || memcmp(buf, STATE_MAGIC, 8) != 0)
+        return core_errf(err, "not a checkpoint (bad magic)");
+    reader r = {buf, len, 12, err};
+    if (parse_head(&r, &s))
+        return -1;
+    *info = s.info;
+    *params_off = s.params_off;
+    *nparams = s.nparams;
+    return 0;
+}
+
 static int parse(const uint8_t *buf, size_t len, parsed_state *s, char *err)
 {
     if (check_frame(buf, len, err))
         return -1;
     reader r = {buf, len - 4, 12, err};
-    uint32_t dims[4], spec_len = 0;
-    if (get(&r, dims, sizeof dims, "shape") || get(&r, &spec_len, 4, "spec length"))
+    if (parse_head(&r, s))
         return -1;
-    if (spec_len >= CORE_SPEC_LEN)
-        return core_errf(err, "checkpoint spec too long (%u bytes)", spec_len);
-    memset(s, 0, sizeof *s);
-    s->info.in = (core_shape){(int)dims[0], (int)dims[1], (int)dims[2]};
-    s->info.nclass = (int)dims[3];
-    if (get(&r, s->info.spec, spec_len, "spec") || get(&r, &s->nparams, 8, "parameter count"))
-        return -1;
-    s->params_off = r.off;
     if (s->nparams > (r.len - r.off) / sizeof(float))
         return core_errf(err, "checkpoint truncated while reading 'parameters'");
     r.off += s->nparams * sizeof(float);

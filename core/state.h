@@ -50,6 +50,14 @@ typedef struct {
 
 int core_state_inspect(const uint8_t *buf, size_t len, core_state_info *info, char *err);
 
+/* The same from a state's first bytes alone (at least CORE_STATE_HEAD_MAX,
+ * or the whole state; no checksum is checked: epoch, step and seed stay
+ * 0), and where its parameters start, so that a reader can take them
+ * straight from storage. */
+#define CORE_STATE_HEAD_MAX (8 + 4 + 16 + 4 + CORE_SPEC_LEN + 8)
+int core_state_head(const uint8_t *buf, size_t len, core_state_info *info, size_t *params_off,
+                    uint64_t *nparams, char *err);
+
 /* A new model with the weights of a state (for evaluation and export). */
 int core_state_model(const uint8_t *buf, size_t len, core_model **out, char *err);
 

@@ -63,8 +63,8 @@ int core_train_cfg_check(const core_train_cfg *c, char *err)
 {
     if (c->epochs < 1 || c->epochs > 100000)
         return core_errf(err, "invalid epochs '%d' (must be in [1, 100000])", c->epochs);
-    if (c->batch < 1 || c->batch > 65536)
-        return core_errf(err, "invalid batch '%d' (must be in [1, 65536])", c->batch);
+    if (c->batch < 1 || c->batch > CORE_MAX_BATCH)
+        return core_errf(err, "invalid batch '%d' (must be in [1, %d])", c->batch, CORE_MAX_BATCH);
     if ((unsigned)c->method > CORE_METHOD_TRADES)
         return core_errf(err, "invalid method '%d'", (int)c->method);
     if (bad_float(c->eps, 0.0f, c->norm == CORE_NORM_LINF ? 1.0f : 1000.0f))

@@ -25,6 +25,10 @@
 #include "optim.h"
 #include "state.h"
 
+/* The largest batch: beyond what fits in memory anyway (a daemon refuses a
+ * job that would not fit by its memory estimate, not by this). */
+#define CORE_MAX_BATCH 10000000
+
 typedef enum {
     CORE_METHOD_CLEAN,
     CORE_METHOD_PGD,

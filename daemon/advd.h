@@ -78,8 +78,17 @@ typedef struct {
     int foreground;        /* log to stderr instead of a file next to the db */
 } advd_options;
 
+/* users.c: uid -> name, for job listings. */
+#define ADVD_USER_CACHE 32
+typedef struct {
+    int n, next;
+    unsigned uid[ADVD_USER_CACHE];
+    char name[ADVD_USER_CACHE][64];
+} advd_user_cache;
+
 typedef struct advd_client advd_client;
 typedef struct advd_worker advd_worker;
+typedef struct advd_conns advd_conns;     /* server.c's own state */
 
 typedef struct advd {
     advd_options opt;
@@ -89,7 +98,8 @@ typedef struct advd {
     uv_pipe_t server;
     int listening;
     advd_client *clients;      /* a doubly linked list */
-    int nclients;
+    int nclients;              /* admitted ones (counted against the limits) */
+    advd_conns *conns;
     advd_worker *workers;      /* running jobs, a doubly linked list */
     int nworkers;
     uv_signal_t sig_term, sig_int;
@@ -98,6 +108,7 @@ typedef struct advd {
     int lock_fd;
     char exe[4096];            /* this binary, for spawning workers */
     FILE *log;
+    advd_user_cache users;
 } advd;
 
 /* main.c */
@@ -106,6 +117,12 @@ void advd_log(advd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error);
 /* Called when a worker ends: finishes a shutdown once the last is gone. */
 void advd_maybe_exit(advd *d);
+
+/* users.c: ownership. owner is a job's (-1: the daemon's user); uid a peer's. */
+unsigned advd_owner_uid(int64_t owner);
+int advd_privileged(unsigned uid);          /* root or the daemon's own uid */
+int advd_may_act(unsigned uid, int64_t owner);
+const char *advd_user_name(advd *d, int64_t owner);
 
 /* options.c */
 void advd_options_defaults(advd_options *o);
@@ -131,6 +148,13 @@ unsigned advd_client_uid(const advd_client *c);
 
 /* commands.c: one request, answered through advd_client_send. */
 void advd_command(advd *d, advd_client *c, const adv_request *req);
+
+/* transfer.c: one piece of a checkpoint (export) or the pictures of an
+ * evaluation (images) for a client, as the answer's result. */
+int advd_export_piece(advd *d, const adv_job *j, const adv_request *req, json_t **out,
+                      adv_error *e);
+int advd_images_answer(advd *d, const adv_job *j, const adv_request *req, json_t **out,
+                       adv_error *e);
 
 /* scheduler.c */
 void advd_schedule_soon(advd *d);         /* start queued jobs after this callback */

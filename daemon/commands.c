@@ -1,12 +1,19 @@
 /*
- * commands.c - the answer to each request of the wire protocol (proto.h):
- * submit list status cancel metrics results checkpoints export watch ping
- * version images. Requests arrive parsed and type-checked by adv_request_parse;
+ * commands.c - the answer to each request of the wire protocol (proto.h,
+ * ADV_COMMANDS). Requests arrive parsed and type-checked by adv_request_parse;
  * every handler answers exactly once, through advd_client_send.
+ *
+ * Who may do what (users.c): everyone admitted reads every job; cancel,
+ * export, images and evaluating a job (submit of an eval) are for its owner,
+ * root and the daemon's uid (else forbidden). A submit is refused with
+ * too_large past the user's 'max_queued_per_user' or when the job's memory
+ * estimate (proto/estimate.c) exceeds 'max_job_memory'.
  *
  * Results:
  *   submit       {"job": id, "state": "queued"}
- *   list         {"jobs": [job...]}              (jobs without their spec)
+ *   list         {"jobs": [job...]}   (jobs without their spec; "mine": true
+ *                                      for the peer's own; every job has
+ *                                      "owner" (uid) and "user" (name))
  *   status       job                             (with "spec" as an object)
  *   cancel       {"job", "state"}: "cancelled" for a queued job; a running
  *                job answers "running" with "cancelling": true and ends
@@ -15,17 +22,16 @@
  *   results      {"job", "results": [evaluation...], "reports": [{"job",
  *                "kind", "data", "created"}...]} (reports: calibration,
  *                corruptions and explanations of the eval jobs; extras.c)
- *   images       {"job", "images": [{"name", "size", "data" (base64)}]}:
+ *   images       {"job", "images": [{"name", "size", "data" (base64, or null
+ *                past ADV_CHUNK_MAX in all: ask by "name" in pieces)}]}:
  *                the pictures an eval job drew (PNG files and index.tsv)
  *   checkpoints  {"job", "checkpoints": [{"id","epoch","step",...}]}
- *   export       {"job","checkpoint","epoch","step","size","checksum"} plus
- *                "data" (base64) or "path" (written there, mode 0600, through
- *                a temporary file and a rename; synchronously: a checkpoint
- *                of a few MB costs the loop milliseconds); inline data must
- *                fit in one protocol line, else too_large
+ *   export       {"job","checkpoint","epoch","step","format","checksum",
+ *                "size","offset","data","eof"}: one piece (transfer.c)
  *   watch        {"job": job}, then events until a final state event
  *   ping         {"pong": true}
  *   version      {"version","protocol","sqlite","jansson","libuv"}
+ *   info         the connection side's counters (server.c)
  */
 #include "advd.h"
 
@@ -92,7 +98,7 @@ static json_t *text_json(const char *text, json_t *dflt)
     return v;
 }
 
-static json_t *job_json(const adv_job *j, int with_spec)
+static json_t *job_json(advd *d, const adv_job *j, int with_spec)
 {
     json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
                           (json_int_t)j->id, "kind", adv_job_kind_name(j->kind), "name", j->name,
@@ -103,6 +109,10 @@ static json_t *job_json(const adv_job *j, int with_spec)
                           "started", time_or_null(j->started), "finished",
                           time_or_null(j->finished), "error",
                           j->error ? json_string(j->error) : json_null());
+    if (o) {
+        json_object_set_new(o, "owner", json_integer(advd_owner_uid(j->owner)));
+        json_object_set_new(o, "user", json_string(advd_user_name(d, j->owner)));
+    }
     if (o && with_spec)
         json_object_set_new(o, "spec", text_json(j->spec, json_null()));
     return o;
@@ -118,6 +128,24 @@ static int get_job(const call *k, adv_job *j)
     return rc;
 }
 
+/* 0 when the peer may act on j (its owner, root, the daemon's uid); else
+ * an answer (forbidden), j cleared, and -1. */
+static int check_owner(const call *k, adv_job *j, const char *what)
+{
+    unsigned uid = advd_client_uid(k->c);
+    if (advd_may_act(uid, j->owner))
+        return 0;
+    fail(k, ADV_E_FORBIDDEN, "job %lld belongs to '%s': you (uid %u) may not %s it",
+         (long long)j->id, advd_user_name(k->d, j->owner), uid, what);
+    adv_job_clear(j);
+    return -1;
+}
+
+static int get_own_job(const call *k, adv_job *j, const char *what)
+{
+    return get_job(k, j) || check_owner(k, j, what) ? -1 : 0;
+}
+
 /* -------------------------------------------------------------- submit */
 
 static int insert_job(const call *k, const adv_jobspec *s, int64_t *id)
@@ -125,7 +153,7 @@ static int insert_job(const call *k, const adv_jobspec *s, int64_t *id)
     char err[CORE_ERRLEN];
     adv_job j = {.kind = s->kind, .priority = s->priority,
                  .parent = s->kind == ADV_JOB_EVAL ? s->eval.job : 0,
-                 .spec = adv_jobspec_canonical(s)};
+                 .owner = advd_client_uid(k->c), .spec = adv_jobspec_canonical(s)};
     snprintf(j.name, sizeof j.name, "%s", s->name);
     if (!j.spec) {
         fail(k, ADV_E_INTERNAL, "cannot encode the job spec");
@@ -141,6 +169,66 @@ static int insert_job(const call *k, const adv_jobspec *s, int64_t *id)
     return rc;
 }
 
+/* The training spec a job's memory is judged by: its own, or for an
+ * evaluation its parent's (which must be the peer's to evaluate). */
+static int train_spec_of(const call *k, const adv_jobspec *s, adv_jobspec *parent,
+                         const adv_train_spec **t, int *batch)
+{
+    adv_error e;
+    *t = &s->train;
+    *batch = s->train.cfg.batch;
+    if (s->kind != ADV_JOB_EVAL)
+        return 0;
+    adv_job p;
+    char err[CORE_ERRLEN];
+    int rc = adv_store_job_get(k->d->store, s->eval.job, &p, err);
+    if (rc == ADV_STORE_NOT_FOUND)
+        return fail(k, ADV_E_NOT_FOUND, "invalid 'job': %s", err), -1;
+    if (rc)
+        return fail_store(k, rc, err), -1;
+    if (check_owner(k, &p, "evaluate"))
+        return -1;
+    /* Not a training job (insert_job says so), or its data set moved since
+     * (the worker will say so): nothing to judge the memory by. */
+    rc = p.kind != ADV_JOB_TRAIN || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
+    adv_job_clear(&p);
+    if (rc)
+        return *t = NULL, 0;
+    *t = &parent->train;
+    *batch = ADV_EVAL_BATCH;
+    return 0;
+}
+
+/* The limits a shared daemon keeps for each user: queued jobs, and the
+ * memory a job would need (refused now rather than killed later). */
+static int check_limits(const call *k, const adv_jobspec *s)
+{
+    unsigned uid = advd_client_uid(k->c);
+    char err[CORE_ERRLEN], need[160], limit[32];
+    int queued = 0, batch, rc;
+    if ((rc = adv_store_jobs_queued_by(k->d->store, uid, &queued, err)))
+        return fail_store(k, rc, err), -1;
+    if (queued >= k->d->opt.max_queued_per_user && !advd_privileged(uid))
+        return fail(k, ADV_E_TOO_LARGE, "you (uid %u) have %d queued jobs, the most "
+                    "'max_queued_per_user' allows", uid, queued), -1;
+    adv_jobspec *parent = malloc(sizeof *parent);
+    const adv_train_spec *t;
+    adv_job_cost cost = {0};
+    adv_error e;
+    rc = parent ? train_spec_of(k, s, parent, &t, &batch) : (fail(k, ADV_E_INTERNAL, "out of memory"), -1);
+    if (rc == 0 && t && adv_train_cost(t, batch, s->threads ? s->threads : k->d->opt.threads, &cost, &e))
+        rc = (advd_client_send(k->c, adv_proto_error(k->req->id, &e)), -1);
+    if (rc == 0 && cost.total > (double)k->d->opt.max_job_memory) {
+        adv_job_cost_describe(&cost, batch, need, sizeof need);
+        adv_bytes_describe((double)k->d->opt.max_job_memory, limit, sizeof limit);
+        fail(k, ADV_E_TOO_LARGE, "the job would need about %s, more than 'max_job_memory' (%s)",
+             need, limit);
+        rc = -1;
+    }
+    free(parent);
+    return rc;
+}
+
 static void cmd_submit(const call *k)
 {
     adv_error e;
@@ -152,7 +240,7 @@ static void cmd_submit(const call *k)
     }
     if (adv_jobspec_parse(adv_request_arg(k->req, "spec"), s, &e)) {
         advd_client_send(k->c, adv_proto_error(k->req->id, &e));
-    } else if (insert_job(k, s, &id) == 0) {
+    } else if (check_limits(k, s) == 0 && insert_job(k, s, &id) == 0) {
         advd_job_event(k->d, id, ADV_STATE_QUEUED, NULL);
         reply(k, json_pack("{s:I, s:s}", "job", (json_int_t)id, "state", "queued"));
         advd_schedule_soon(k->d);
@@ -165,7 +253,9 @@ static void cmd_submit(const call *k)
 static void cmd_list(const call *k)
 {
     adv_job_filter f = {.state = -1, .kind = -1,
-                        .limit = (int)adv_request_int(k->req, "limit", 0)};
+                        .limit = (int)adv_request_int(k->req, "limit", 0),
+                        .by_owner = json_is_true(adv_request_arg(k->req, "mine")),
+                        .owner = advd_client_uid(k->c)};
     adv_job_state st;
     adv_job_kind kind;
     if (adv_job_state_parse(adv_request_str(k->req, "state", NULL), &st) == 0)
@@ -182,7 +272,7 @@ static void cmd_list(const call *k)
     }
     json_t *a = json_array();
     for (int i = 0; i < n; i++)
-        json_array_append_new(a, job_json(&jobs[i], 0));
+        json_array_append_new(a, job_json(k->d, &jobs[i], 0));
     adv_jobs_free(jobs, n);
     reply(k, json_pack("{s:o}", "jobs", a));
 }
@@ -192,7 +282,7 @@ static void cmd_status(const call *k)
     adv_job j;
     if (get_job(k, &j))
         return;
-    reply(k, job_json(&j, 1));
+    reply(k, job_json(k->d, &j, 1));
     adv_job_clear(&j);
 }
 
@@ -275,28 +365,24 @@ static void cmd_results(const call *k)
     adv_job_clear(&j);
 }
 
+/* A piece answer from transfer.c, or its error. */
+static void reply_piece(const call *k, int rc, json_t *result, const adv_error *e)
+{
+    if (rc)
+        advd_client_send(k->c, adv_proto_error(k->req->id, e));
+    else
+        reply(k, result);
+}
+
 static void cmd_images(const call *k)
 {
     adv_job j;
-    if (get_job(k, &j))
+    adv_error e;
+    json_t *r = NULL;
+    if (get_own_job(k, &j, "draw"))
         return;
-    adv_image *im;
-    int n;
-    char err[CORE_ERRLEN];
-    int rc = adv_store_image_list(k->d->store, j.id, &im, &n, err);
-    if (rc == 0) {
-        json_t *a = json_array();
-        for (int i = 0; i < n; i++) {
-            char *b64 = adv_base64_encode(im[i].data, im[i].size, NULL);
-            json_array_append_new(a, json_pack("{s:s, s:I, s:s?}", "name", im[i].name, "size",
-                                               (json_int_t)im[i].size, "data", b64));
-            free(b64);
-        }
-        adv_images_free(im, n);
-        reply(k, json_pack("{s:I, s:o}", "job", (json_int_t)j.id, "images", a));
-    } else {
-        fail_store(k, rc, err);
-    }
+    int rc = advd_images_answer(k->d, &j, k->req, &r, &e);
+    reply_piece(k, rc, r, &e);
     adv_job_clear(&j);
 }
 
@@ -330,90 +416,15 @@ static void cmd_checkpoints(const call *k)
     adv_job_clear(&j);
 }
 
-/* -------------------------------------------------------------- export */
-
-static int write_file(const char *path, const uint8_t *p, size_t n, char *err)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return core_errf(err, "cannot create '%s': %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, p + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            core_errf(err, "cannot write '%s': %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        done += (size_t)w;
-    }
-    if (close(fd) || rename(tmp, path)) {
-        core_errf(err, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static void export_ckpt(const call *k, const adv_ckpt *c)
-{
-    const char *path = adv_request_str(k->req, "path", NULL);
-    json_t *r = json_pack("{s:I, s:I, s:i, s:I, s:I, s:I}", "job", (json_int_t)c->job,
-                          "checkpoint", (json_int_t)c->id, "epoch", c->epoch, "step",
-                          (json_int_t)c->step, "size", (json_int_t)c->size, "checksum",
-                          (json_int_t)c->checksum);
-    char err[CORE_ERRLEN];
-    if (path) {
-        if (write_file(path, c->state, c->size, err)) {
-            json_decref(r);
-            fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'path': %s", err);
-            return;
-        }
-        json_object_set_new(r, "path", json_string(path));
-        reply(k, r);
-        return;
-    }
-    if ((c->size + 2) / 3 * 4 + 1024 > ADV_PROTO_MAX_LINE) {
-        json_decref(r);
-        fail(k, ADV_E_TOO_LARGE,
-             "checkpoint of %zu bytes does not fit in one line; give 'path'", c->size);
-        return;
-    }
-    char *data = adv_base64_encode(c->state, c->size, NULL);
-    if (!data) {
-        json_decref(r);
-        fail(k, ADV_E_INTERNAL, "out of memory");
-        return;
-    }
-    json_object_set_new(r, "data", json_string(data));
-    free(data);
-    reply(k, r);
-}
-
 static void cmd_export(const call *k)
 {
     adv_job j;
-    if (get_job(k, &j))
+    adv_error e;
+    json_t *r = NULL;
+    if (get_own_job(k, &j, "export"))
         return;
-    adv_ckpt_ref ref = {ADV_CKPT_LATEST, 0};
-    const json_t *v = adv_request_arg(k->req, "checkpoint");
-    if (v)
-        adv_ckpt_ref_parse(v, "checkpoint", &ref, NULL);
-    adv_ckpt c;
-    char err[CORE_ERRLEN];
-    int rc = adv_store_ckpt_get(k->d->store, j.id, ref, &c, err);
-    if (rc == ADV_STORE_CORRUPT)
-        fail(k, ADV_E_INTERNAL, "%s", err);
-    else if (rc)
-        fail_store(k, rc, err);
-    else
-        export_ckpt(k, &c);
-    adv_ckpt_clear(&c);
+    int rc = advd_export_piece(k->d, &j, k->req, &r, &e);
+    reply_piece(k, rc, r, &e);
     adv_job_clear(&j);
 }
 
@@ -423,7 +434,7 @@ static void cmd_cancel(const call *k)
 {
     adv_job j;
     char err[CORE_ERRLEN];
-    if (get_job(k, &j))
+    if (get_own_job(k, &j, "cancel"))
         return;
     int64_t id = j.id;
     adv_job_state st = j.state;
@@ -458,7 +469,7 @@ static void cmd_watch(const call *k)
         fail(k, ADV_E_INTERNAL, "out of memory");
         return;
     }
-    reply(k, json_pack("{s:o}", "job", job_json(&j, 0)));
+    reply(k, json_pack("{s:o}", "job", job_json(k->d, &j, 0)));
     if (adv_job_state_final(j.state))
         advd_client_send(k->c, adv_proto_event_state(j.id, j.state, j.error));
     adv_job_clear(&j);

@@ -15,8 +15,27 @@
  *   explanations  {"n", "ig": {"steps", "baseline": "zeros", "mean_abs_error",
  *                  "mean_abs_delta", "rel_error"}, "smoothgrad": {"samples",
  *                  "sigma"}, "fragility": {"map": "saliency", "eps", "topk_frac",
- *                  "k", "tries", "n", "random": F, "adversarial": F}} with
- *                  F = {"topk", "spearman", "com_shift"}
+ *                  "k", "tries", "n", "random": F, "adversarial": F},
+ *                  "methods": {NAME: M, ...} for each of explain_methods,
+ *                  "surrogates": {"gaussian"|"lime": S} for those asked,
+ *                  "warnings": ["guided: ...", ...]} with
+ *                  F = {"topk", "spearman", "com_shift"},
+ *                  M = {"n", "forward", "backward" (passes per example),
+ *                  "seconds" (the n maps), "seconds_per_100",
+ *                  "fragility": {"eps", "tries", "k", "n", "random": F,
+ *                  "adversarial": F}, "randomisation": {"n", "layers":
+ *                  ["fc2", ...] (randomised top down, cumulatively),
+ *                  "spearman": [one per layer], "final", "threshold",
+ *                  "flagged"}},
+ *                  S = {"n", "samples", "target", "lambda", "features",
+ *                  "r2_mean", "r2_min", gaussian: "sigma"; lime: "patch",
+ *                  "kernel_width", "fill"; "examples": [{"index", "class",
+ *                  "r2", "top": [{"feature", "channel", "y", "x",
+ *                  "weight"}]}]} (y, x: the pixel, or the patch's top-left
+ *                  corner; channel -1 for a patch)
+ *   The per-method figures use the first method_limit explained examples
+ *   (and the randomisation test the first batch of them); the report is
+ *   the hook of the HTML report (issue 15): every figure it shows is here.
  * The adversarial inputs (calibration, pictures) come from the evaluation's
  * attack at its first eps (for calibration, the logits the evaluation kept),
  * or PGD-20 for a suite (suites keep no inputs).
@@ -33,7 +52,10 @@
 #include "core/explain.h"
 #include "core/image.h"
 #include "core/loss.h"
+#include "core/mapcheck.h"
 #include "core/rng.h"
+#include "core/surrogate.h"
+#include "core/units.h"
 
 /* Streams of the random numbers drawn here, apart from the attacks'. */
 #define STREAM_ADV (CORE_STREAM_USER + (1ULL << 40))
@@ -292,6 +314,15 @@ static core_explain_cfg explain_cfg(const advd_extras *x, core_explain_method me
     c.sigma = x->es->smoothgrad_sigma;
     c.steps = x->es->ig_steps;
     c.seed = x->es->seed;
+    c.sur.gaussian_samples = x->es->gaussian_samples;
+    c.sur.sigma = x->es->gaussian_sigma;
+    c.sur.lime_samples = x->es->lime_samples;
+    c.sur.patch = x->es->lime_patch;
+    c.sur.kernel_width = x->es->lime_kernel_width;
+    c.sur.lambda = x->es->ridge_lambda;
+    c.sur.fill = x->es->lime_fill;
+    c.sur.target = x->es->surrogate_target;
+    c.sur.seed = x->es->seed;
     return c;
 }
 
@@ -335,29 +366,20 @@ static json_t *fragility_json(double topk, double spearman, double com)
     return json_pack("{s:f, s:f, s:f}", "topk", topk, "spearman", spearman, "com_shift", com);
 }
 
-int advd_extras_explanations(const advd_extras *x)
+/* Fragility of fc's maps over the first n examples, batch by batch: the
+ * means over the examples whose random delta kept the label. */
+static json_t *fragility_over(const advd_extras *x, const core_fragility_cfg *fc, int n)
 {
     const size_t dim = core_shape_size(x->m->in);
-    const int n = x->es->explain_limit < x->n ? x->es->explain_limit : x->n;
-    float *attr = core_alloc(sizeof(float) * dim * x->batch);
-    float *zero = core_alloc(sizeof(float) * dim * x->batch);
-    double ig_err = 0.0, ig_delta = 0.0, sum[6] = {0};
-    core_fragility_cfg fc = core_fragility_defaults();
+    double sum[6] = {0};
     core_fragility f = {0};
-    int used = 0, rc = -1;
-    fc.eps = x->es->fragility_eps;
-    fc.seed = x->es->seed;
-    if (!attr || !zero) {
-        core_errf(x->err, "out of memory for explaining %d examples", n);
-        goto out;
-    }
+    int used = 0;
     for (int off = 0; off < n; off += x->batch) {
         int k = batch_of(x, off, n);
-        const float *in = x->x + dim * off;
-        if (ig_batch(x, in, k, attr, zero, &ig_err, &ig_delta) ||
-            core_fragility_measure(&fc, x->m, in, k, STREAM_EXPLAIN + (uint64_t)off, &f, x->err) ||
+        if (core_fragility_measure(fc, x->m, x->x + dim * off, k, STREAM_EXPLAIN + (uint64_t)off,
+                                   &f, x->err) ||
             stopped(x))
-            goto out;
+            return NULL;
         double v[6] = {f.topk_random, f.spearman_random, f.com_random,
                        f.topk_adv, f.spearman_adv, f.com_adv};
         for (int i = 0; i < 6; i++)
@@ -366,20 +388,280 @@ int advd_extras_explanations(const advd_extras *x)
     }
     for (int i = 0; i < 6 && used; i++)
         sum[i] /= used;
-    json_t *frag = json_pack("{s:s, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "map", "saliency", "eps",
-                             adv_float_json(fc.eps), "topk_frac", adv_float_json(fc.topk), "k",
-                             f.k, "tries", fc.tries, "n", used,
-                             "random", fragility_json(sum[0], sum[1], sum[2]),
-                             "adversarial", fragility_json(sum[3], sum[4], sum[5]));
-    send_report(x, "explanations",
-                json_pack("{s:i, s:{s:i, s:s, s:f, s:f, s:f}, s:{s:i, s:f}, s:o}", "n", n, "ig",
-                          "steps", x->es->ig_steps, "baseline", "zeros", "mean_abs_error",
-                          n ? ig_err / n : 0.0, "mean_abs_delta", n ? ig_delta / n : 0.0,
-                          "rel_error", ig_delta > 0 ? ig_err / ig_delta : 0.0, "smoothgrad",
-                          "samples", x->es->smoothgrad_samples, "sigma",
-                          adv_float_json(x->es->smoothgrad_sigma), "fragility", frag));
+    return json_pack("{s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "eps", adv_float_json(fc->eps),
+                     "topk_frac", adv_float_json(fc->topk), "k", f.k, "tries", fc->tries, "n",
+                     used, "random", fragility_json(sum[0], sum[1], sum[2]), "adversarial",
+                     fragility_json(sum[3], sum[4], sum[5]));
+}
+
+/* ------------------------------------------------- every method's figures */
+
+#define METHOD_TRIES 4        /* random-search steps of the per-method fragility */
+#define SURROGATE_SHOWN 8     /* examples whose top features the report lists */
+#define TOP_FEATURES 5
+
+/* One method's maps of fixed classes (the trained model's predictions, or
+ * the class asked for): the randomisation test explains the same class
+ * under every model. */
+typedef struct {
+    core_explain_cfg cfg;
+    const int *cls;
+} method_maps;
+
+static int method_map(void *ctx, core_model *m, const float *in, int n, float *map, char *err)
+{
+    const method_maps *mm = ctx;
+    float *attr = core_alloc(sizeof(float) * core_shape_size(m->in) * n);
+    if (!attr)
+        return core_errf(err, "out of memory for %d maps", n);
+    int rc = core_explain(&mm->cfg, m, in, mm->cls, n, STREAM_EXPLAIN, attr, NULL, err);
+    if (rc == 0)
+        core_explain_map(attr, n, m->in, map);
+    core_free(attr);
+    return rc;
+}
+
+/* The classes explained of the first n examples. */
+static void classes_of(const advd_extras *x, int n, int *cls)
+{
+    if (x->es->explain_class >= 0)
+        for (int i = 0; i < n; i++)
+            cls[i] = x->es->explain_class;
+    else
+        predictions(x, x->x, n, cls);
+}
+
+/* Seconds for the maps of n examples, batch by batch; attr: n x input. */
+static int timed_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls, int n,
+                      float *attr, double *seconds)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    double t0 = core_now_s();
+    for (int off = 0; off < n; off += x->batch)
+        if (core_explain(cfg, x->m, x->x + dim * off, cls + off, batch_of(x, off, n),
+                         STREAM_EXPLAIN + (uint64_t)off, attr + dim * off, NULL, x->err) ||
+            stopped(x))
+            return -1;
+    *seconds = core_now_s() - t0;
+    return 0;
+}
+
+static json_t *randomisation(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
+                             int n, json_t *warnings)
+{
+    const core_mapcheck_cfg mc = {.threshold = core_mapcheck_defaults().threshold,
+                                  .seed = x->es->seed};
+    method_maps mm = {*cfg, cls};
+    core_mapcheck r;
+    const int k = n < x->batch ? n : x->batch;
+    if (core_mapcheck_run(&mc, x->m, x->x, k, method_map, &mm, &r, x->err) || stopped(x))
+        return NULL;
+    json_t *layers = json_array(), *rho = json_array();
+    for (int s = 0; s < r.steps; s++) {
+        json_array_append_new(layers, json_string(r.layer[s]));
+        json_array_append_new(rho, json_real(r.spearman[s]));
+    }
+    if (r.flagged) {
+        char w[256];
+        snprintf(w, sizeof w, "%s maps barely change when the model's weights are randomised "
+                              "(Spearman %.2f after every layer, flagged at %.2f): they show the "
+                              "input more than what the model learned",
+                 core_explain_method_name(cfg->method), r.final, (double)mc.threshold);
+        json_array_append_new(warnings, json_string(w));
+    }
+    return json_pack("{s:i, s:o, s:o, s:f, s:f, s:b}", "n", k, "layers", layers, "spearman", rho,
+                     "final", r.final, "threshold", adv_float_json(mc.threshold), "flagged",
+                     r.flagged);
+}
+
+/* Feature j of a fit as (channel, y, x): a pixel of the Gaussian form, or
+ * a patch's top-left corner (channel -1). */
+static json_t *feature_json(const core_surrogate_cfg *sc, core_surrogate_kind kind,
+                            core_shape s, int j, float weight)
+{
+    int c = -1, y, xx;
+    if (kind == CORE_SURROGATE_GAUSSIAN) {
+        c = j / (s.h * s.w);
+        y = j / s.w % s.h;
+        xx = j % s.w;
+    } else {
+        int p = core_lime_patch(sc, s), gw = (s.w + p - 1) / p;
+        y = j / gw * p;
+        xx = j % gw * p;
+    }
+    return json_pack("{s:i, s:i, s:i, s:i, s:f}", "feature", j, "channel", c, "y", y, "x", xx,
+                     "weight", (double)weight);
+}
+
+/* R^2 and top features of the Gaussian or LIME fit on n examples. */
+static json_t *surrogate_fit(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
+                             int n)
+{
+    const core_shape s = x->m->in;
+    const size_t dim = core_shape_size(s);
+    const core_surrogate_kind kind =
+        cfg->method == CORE_EXPLAIN_LIME ? CORE_SURROGATE_LIME : CORE_SURROGATE_GAUSSIAN;
+    const int d = core_surrogate_features(&cfg->sur, kind, s), shown = n < SURROGATE_SHOWN ? n : SURROGATE_SHOWN;
+    const int ntop = d < TOP_FEATURES ? d : TOP_FEATURES;
+    float *attr = core_alloc(sizeof(float) * dim * x->batch);
+    float *coef = core_alloc(sizeof(float) * (size_t)d * n);
+    double *r2 = malloc(sizeof(double) * (n > 0 ? n : 1)), mean = 0.0, min = 1.0;
+    json_t *out = NULL;
+    if (!attr || !coef || !r2) {
+        core_errf(x->err, "out of memory for the surrogates of %d examples", n);
+        goto done;
+    }
+    for (int off = 0; off < n; off += x->batch)
+        if (core_surrogate_explain(&cfg->sur, kind, x->m, x->x + dim * off, cls + off,
+                                   batch_of(x, off, n), STREAM_EXPLAIN + (uint64_t)off, attr,
+                                   r2 + off, coef + (size_t)d * off, x->err) ||
+            stopped(x))
+            goto done;
+    json_t *examples = json_array();
+    for (int i = 0; i < n; i++) {
+        mean += r2[i] / n;
+        min = r2[i] < min ? r2[i] : min;
+    }
+    for (int i = 0; i < shown; i++) {
+        int top[TOP_FEATURES];
+        json_t *t = json_array();
+        core_top_features(coef + (size_t)d * i, d, ntop, top);
+        for (int j = 0; j < ntop; j++)
+            json_array_append_new(t, feature_json(&cfg->sur, kind, s, top[j],
+                                                  coef[(size_t)d * i + top[j]]));
+        json_array_append_new(examples, json_pack("{s:i, s:i, s:f, s:o}", "index", i, "class",
+                                                  cls[i], "r2", r2[i], "top", t));
+    }
+    out = json_pack("{s:i, s:i, s:s, s:f, s:i, s:f, s:f, s:o}", "n", n, "samples",
+                    kind == CORE_SURROGATE_LIME ? cfg->sur.lime_samples
+                                                : cfg->sur.gaussian_samples,
+                    "target", core_surrogate_target_name(cfg->sur.target), "lambda",
+                    adv_float_json(cfg->sur.lambda), "features", d, "r2_mean", mean, "r2_min",
+                    min, "examples", examples);
+    if (kind == CORE_SURROGATE_GAUSSIAN) {
+        json_object_set_new(out, "sigma", json_real(adv_float_json(cfg->sur.sigma)));
+    } else {
+        json_object_set_new(out, "patch", json_integer(core_lime_patch(&cfg->sur, s)));
+        json_object_set_new(out, "kernel_width",
+                            json_real(adv_float_json(cfg->sur.kernel_width)));
+        json_object_set_new(out, "fill", json_string(core_lime_fill_name(cfg->sur.fill)));
+    }
+done:
+    core_free(attr);
+    core_free(coef);
+    free(r2);
+    return out;
+}
+
+/* Cost, fragility and randomisation of one method on n examples. */
+static json_t *method_figures(const advd_extras *x, core_explain_method meth, const int *cls,
+                              int n, float *attr, json_t *warnings)
+{
+    const core_explain_cfg cfg = explain_cfg(x, meth);
+    core_fragility_cfg fc = core_fragility_defaults();
+    int fwd, bwd;
+    double seconds;
+    fc.eps = x->es->fragility_eps;
+    fc.tries = METHOD_TRIES;
+    fc.map = cfg;
+    fc.seed = x->es->seed;
+    core_explain_cost(&cfg, &fwd, &bwd);
+    if (timed_maps(x, &cfg, cls, n, attr, &seconds))
+        return NULL;
+    json_t *frag = fragility_over(x, &fc, n);
+    json_t *rnd = frag ? randomisation(x, &cfg, cls, n, warnings) : NULL;
+    if (!rnd) {
+        json_decref(frag);
+        return NULL;
+    }
+    return json_pack("{s:i, s:i, s:i, s:f, s:f, s:o, s:o}", "n", n, "forward", fwd, "backward",
+                     bwd, "seconds", seconds, "seconds_per_100", n ? seconds * 100.0 / n : 0.0,
+                     "fragility", frag, "randomisation", rnd);
+}
+
+/* "methods" and "surrogates" of the report, for explain_methods. */
+static int every_method(const advd_extras *x, int n, json_t *report)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    unsigned mask;
+    int *cls = core_alloc(sizeof(int) * (n > 0 ? n : 1)), rc = -1;
+    float *attr = core_alloc(sizeof(float) * dim * (n > 0 ? n : 1));
+    json_t *methods = json_object(), *surrogates = json_object(), *warnings = json_array();
+    if (core_explain_methods_parse(x->es->explain_methods, &mask, x->err))
+        goto out;
+    if (!cls || !attr) {
+        core_errf(x->err, "out of memory for explaining %d examples", n);
+        goto out;
+    }
+    classes_of(x, n, cls);
+    for (int meth = 0; meth < CORE_EXPLAIN_NMETHODS; meth++) {
+        if (!(mask & (1u << meth)))
+            continue;
+        const char *name = core_explain_method_name((core_explain_method)meth);
+        json_t *f = method_figures(x, (core_explain_method)meth, cls, n, attr, warnings);
+        if (!f)
+            goto out;
+        json_object_set_new(methods, name, f);
+        if (meth == CORE_EXPLAIN_GAUSSIAN || meth == CORE_EXPLAIN_LIME) {
+            const core_explain_cfg cfg = explain_cfg(x, (core_explain_method)meth);
+            json_t *sf = surrogate_fit(x, &cfg, cls, n);
+            if (!sf)
+                goto out;
+            json_object_set_new(surrogates, name, sf);
+        }
+    }
+    json_object_set(report, "methods", methods);
+    json_object_set(report, "surrogates", surrogates);
+    json_object_set(report, "warnings", warnings);
     rc = 0;
 out:
+    json_decref(methods);
+    json_decref(surrogates);
+    json_decref(warnings);
+    core_free(cls);
+    core_free(attr);
+    return rc;
+}
+
+int advd_extras_explanations(const advd_extras *x)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    const int n = x->es->explain_limit < x->n ? x->es->explain_limit : x->n;
+    const int nm = x->es->method_limit < n ? x->es->method_limit : n;
+    float *attr = core_alloc(sizeof(float) * dim * x->batch);
+    float *zero = core_alloc(sizeof(float) * dim * x->batch);
+    double ig_err = 0.0, ig_delta = 0.0;
+    core_fragility_cfg fc = core_fragility_defaults();
+    json_t *frag = NULL, *report = NULL;
+    int rc = -1;
+    fc.eps = x->es->fragility_eps;
+    fc.seed = x->es->seed;
+    if (!attr || !zero) {
+        core_errf(x->err, "out of memory for explaining %d examples", n);
+        goto out;
+    }
+    for (int off = 0; off < n; off += x->batch) {
+        int k = batch_of(x, off, n);
+        if (ig_batch(x, x->x + dim * off, k, attr, zero, &ig_err, &ig_delta) || stopped(x))
+            goto out;
+    }
+    if (!(frag = fragility_over(x, &fc, n)))
+        goto out;
+    json_object_set_new(frag, "map", json_string("saliency"));
+    report = json_pack("{s:i, s:{s:i, s:s, s:f, s:f, s:f}, s:{s:i, s:f}, s:O}", "n", n, "ig",
+                       "steps", x->es->ig_steps, "baseline", "zeros", "mean_abs_error",
+                       n ? ig_err / n : 0.0, "mean_abs_delta", n ? ig_delta / n : 0.0,
+                       "rel_error", ig_delta > 0 ? ig_err / ig_delta : 0.0, "smoothgrad",
+                       "samples", x->es->smoothgrad_samples, "sigma",
+                       adv_float_json(x->es->smoothgrad_sigma), "fragility", frag);
+    if (every_method(x, nm, report))
+        goto out;
+    send_report(x, "explanations", report);
+    report = NULL;
+    rc = 0;
+out:
+    json_decref(frag);
+    json_decref(report);
     core_free(attr);
     core_free(zero);
     return rc;
@@ -509,6 +791,23 @@ static int legend(const advd_extras *x)
     return rc;
 }
 
+/* Maps of examples off..off+k-1 for cls (NULL: the predictions, which
+ * pred gets); a surrogate's fits also give their R^2. */
+static int explained_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
+                          int off, int k, float *attr, int *pred, double *r2)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    const float *in = x->x + dim * off;
+    const uint64_t stream = STREAM_EXPLAIN + (uint64_t)off;
+    if (cfg->method != CORE_EXPLAIN_GAUSSIAN && cfg->method != CORE_EXPLAIN_LIME)
+        return core_explain(cfg, x->m, in, cls, k, stream, attr, pred, x->err);
+    predictions(x, in, k, pred);
+    return core_surrogate_explain(&cfg->sur, cfg->method == CORE_EXPLAIN_LIME
+                                                 ? CORE_SURROGATE_LIME
+                                                 : CORE_SURROGATE_GAUSSIAN,
+                                  x->m, in, cls ? cls : pred, k, stream, attr, r2, NULL, x->err);
+}
+
 static int images_explained(const advd_extras *x, core_explain_method method, int n,
                             text_buf *idx)
 {
@@ -517,17 +816,20 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
     const core_explain_cfg cfg = explain_cfg(x, method);
     float *attr = core_alloc(sizeof(float) * dim * n), *map = core_alloc(sizeof(float) * plane * n);
     int *pred = core_alloc(sizeof(int) * n), rc = -1, per_row = PER_ROW / 2;
+    /* The surrogates' pictures also say how well each fit: their R^2. */
+    const int surrogate = method == CORE_EXPLAIN_GAUSSIAN || method == CORE_EXPLAIN_LIME;
+    double *r2 = malloc(sizeof(double) * n);
     core_canvas cv = {0};
     char name[32];
-    if (!attr || !map || !pred) {
+    if (!attr || !map || !pred || !r2) {
         core_errf(x->err, "out of memory for %d pictures", n);
         goto out;
     }
     for (int off = 0; off < n; off += x->batch) {
         int k = batch_of(x, off, n);
         int cls[k];
-        if (core_explain(&cfg, x->m, x->x + dim * off, explained_classes(x, cls, k), k,
-                         STREAM_EXPLAIN + (uint64_t)off, attr + dim * off, pred + off, x->err) ||
+        const int *explained = explained_classes(x, cls, k);
+        if (explained_maps(x, &cfg, explained, off, k, attr + dim * off, pred + off, r2 + off) ||
             stopped(x))
             goto out;
     }
@@ -537,24 +839,29 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
         goto out;
     fprintf(idx->f, "# %s of the logit of %s; each example is its input beside its heat map "
                     "(legend.png: black 0 ... white the map's maximum); %d to a row\n"
-                    "index\tlabel\tpred\texplained\trow\tcolumn\tmax\n",
+                    "index\tlabel\tpred\texplained\trow\tcolumn\tmax%s\n",
             core_explain_method_name(method),
-            x->es->explain_class < 0 ? "the predicted class" : "the class asked for", cols);
+            x->es->explain_class < 0 ? "the predicted class" : "the class asked for", cols,
+            surrogate ? "\tr2" : "");
     for (int i = 0; i < n; i++) {
         float mx = 0.0f;
         for (size_t p = 0; p < plane; p++)
             mx = fmaxf(mx, map[i * plane + p]);
         core_canvas_image(&cv, i / cols, 2 * (i % cols), x->x + dim * i, s);
         core_canvas_heat(&cv, i / cols, 2 * (i % cols) + 1, map + plane * i, s.h, s.w);
-        fprintf(idx->f, "%d\t%s\t%s\t%s\t%d\t%d\t%.6g\n", i, class_name(x, x->y[i]),
+        fprintf(idx->f, "%d\t%s\t%s\t%s\t%d\t%d\t%.6g", i, class_name(x, x->y[i]),
                 class_name(x, pred[i]),
                 class_name(x, x->es->explain_class < 0 ? pred[i] : x->es->explain_class), i / cols,
                 2 * (i % cols), (double)mx);
+        if (surrogate)
+            fprintf(idx->f, "\t%.4f", r2[i]);
+        fputc('\n', idx->f);
     }
     snprintf(name, sizeof name, "%s.png", core_explain_method_name(method));
     rc = send_canvas(x, name, &cv) || legend(x) ? -1 : 0;
 out:
     core_canvas_free(&cv);
+    free(r2);
     core_free(attr);
     core_free(map);
     core_free(pred);
@@ -601,6 +908,176 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- units */
+
+/* The first convolution's filters, one tile each, 8 to a row. */
+static int units_filters(const advd_extras *x, text_buf *idx)
+{
+    const core_model *m = x->m;
+    core_shape t;
+    int count;
+    float *tiles = core_alloc(sizeof(float) * m->nparams);   /* more than enough */
+    core_canvas cv = {0};
+    int rc = -1;
+    if (!tiles)
+        return core_errf(x->err, "out of memory for the filters");
+    if (core_unit_filters(m, tiles, &t, &count, x->err))
+        goto out;
+    const int cols = count < PER_ROW ? count : PER_ROW;
+    if (core_canvas_init(&cv, (count + cols - 1) / cols, cols, t.h, t.w, zoom_of(t), x->err))
+        goto out;
+    for (int f = 0; f < count; f++)
+        core_canvas_image(&cv, f / cols, f % cols, tiles + core_shape_size(t) * f, t);
+    fprintf(idx->f, "# filters.png: the first convolution's %d filters (%dx%d), %d to a row, "
+                    "each scaled on its own (grey 0, white +max|w|, black -max|w|)\n",
+            count, t.h, t.w, cols);
+    rc = send_canvas(x, "filters.png", &cv);
+out:
+    core_canvas_free(&cv);
+    core_free(tiles);
+    return rc;
+}
+
+/* Scores (n x C) of layer over the evaluated examples. */
+static int unit_scores(const advd_extras *x, int layer, float *score)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    const int c = x->m->layers[layer].out.c;
+    for (int off = 0; off < x->n; off += x->batch) {
+        core_unit_scores(x->m, layer, x->x + dim * off, batch_of(x, off, x->n),
+                         score + (size_t)c * off, NULL);
+        if (stopped(x))
+            return -1;
+    }
+    return 0;
+}
+
+/* top.png: channel ch's k most activating examples in row ch, each under
+ * its activation plane (the same scale along a row). */
+static int units_top(const advd_extras *x, int layer, const char *lname, int nch, text_buf *idx)
+{
+    const core_shape s = x->m->in, o = x->m->layers[layer].out;
+    const size_t dim = core_shape_size(s), plane = (size_t)o.h * o.w;
+    const int k = x->es->units_k < x->n ? x->es->units_k : x->n;
+    float *score = core_alloc(sizeof(float) * o.c * x->n), *act = core_alloc(sizeof(float) * o.c * plane);
+    float *rgb = core_alloc(sizeof(float) * 3 * s.h * s.w), *one = core_alloc(sizeof(float) * o.c);
+    int *top = core_alloc(sizeof(int) * (k > 0 ? k : 1)), rc = -1;
+    core_canvas cv = {0};
+    if (!score || !act || !rgb || !one || !top) {
+        core_errf(x->err, "out of memory for the top examples of %d channels", nch);
+        goto out;
+    }
+    if (unit_scores(x, layer, score) ||
+        core_canvas_init(&cv, nch, k, s.h, s.w, zoom_of(s), x->err))
+        goto out;
+    fprintf(idx->f, "# top.png: row c shows the %d of %d test examples whose mean activation of "
+                    "%s channel c is largest, each under its activation map (hot colours, "
+                    "scaled to the row's largest value)\nchannel\trank\tindex\tlabel\tmean\n",
+            k, x->n, lname);
+    for (int c = 0; c < nch; c++) {
+        float amax = 1e-12f;
+        core_unit_top(score + c, x->n, o.c, k, top);
+        for (int r = 0; r < k; r++) {   /* the row's scale first */
+            core_unit_scores(x->m, layer, x->x + dim * top[r], 1, one, act);
+            for (size_t p = 0; p < plane; p++)
+                amax = fmaxf(amax, act[c * plane + p]);
+        }
+        for (int r = 0; r < k; r++) {
+            const float *ex = x->x + dim * top[r];
+            core_unit_scores(x->m, layer, ex, 1, one, act);
+            core_unit_overlay(ex, s, act + c * plane, o.h, o.w, amax, rgb);
+            core_canvas_image(&cv, c, r, rgb, (core_shape){3, s.h, s.w});
+            fprintf(idx->f, "%d\t%d\t%d\t%s\t%.6g\n", c, r, top[r], class_name(x, x->y[top[r]]),
+                    (double)score[(size_t)o.c * top[r] + c]);
+        }
+    }
+    rc = send_canvas(x, "top.png", &cv);
+out:
+    core_canvas_free(&cv);
+    core_free(score);
+    core_free(act);
+    core_free(rgb);
+    core_free(one);
+    core_free(top);
+    return rc;
+}
+
+/* maximise_LAYER_C.png, one per channel, batch by batch. */
+static int units_maximise(const advd_extras *x, int layer, const char *lname, int nch,
+                          text_buf *idx)
+{
+    const core_shape s = x->m->in;
+    const size_t dim = core_shape_size(s);
+    core_maximise_cfg mc = core_maximise_defaults();
+    float *img = core_alloc(sizeof(float) * dim * x->batch);
+    double start[x->batch], end[x->batch];
+    int rc = -1;
+    mc.steps = x->es->units_steps;
+    mc.seed = x->es->seed;
+    if (!img)
+        return core_errf(x->err, "out of memory for maximising %d channels", nch);
+    fprintf(idx->f, "# maximise_%s_C.png: an input that raises the mean activation of %s "
+                    "channel C, by %d steps of gradient ascent from grey (L2 decay, jitter, "
+                    "blur)\nchannel\tmean_at_start\tmean_at_end\n",
+            lname, lname, mc.steps);
+    for (int c0 = 0; c0 < nch; c0 += x->batch) {
+        int k = batch_of(x, c0, nch);
+        if (core_unit_maximise(&mc, x->m, layer, c0, k, img, start, end, x->err) || stopped(x))
+            goto out;
+        for (int j = 0; j < k; j++) {
+            char name[64];
+            core_canvas cv;
+            if (core_canvas_init(&cv, 1, 1, s.h, s.w, zoom_of(s), x->err))
+                goto out;
+            core_canvas_image(&cv, 0, 0, img + dim * j, s);
+            snprintf(name, sizeof name, "maximise_%s_%d.png", lname, c0 + j);
+            int sent = send_canvas(x, name, &cv);
+            core_canvas_free(&cv);
+            if (sent)
+                goto out;
+            fprintf(idx->f, "%d\t%.6g\t%.6g\n", c0 + j, start[j], end[j]);
+        }
+    }
+    rc = 0;
+out:
+    core_free(img);
+    return rc;
+}
+
+/* `advctl images --units LAYER`: filters, top examples, maximisation of
+ * the first n channels of the layer. */
+static int images_units(const advd_extras *x, int n, text_buf *idx)
+{
+    const char *lname = x->es->units_layer;
+    int layer;
+    if (core_unit_layer_find(x->m, lname, &layer, x->err))
+        return -1;
+    const int c = x->m->layers[layer].out.c, nch = n < c ? n : c;
+    fprintf(idx->f, "# units of %s: channels 0 to %d of %d\n", lname, nch - 1, c);
+    return units_filters(x, idx) || units_top(x, layer, lname, nch, idx) ||
+                   units_maximise(x, layer, lname, nch, idx)
+               ? -1
+               : 0;
+}
+
+/* The method behind a heat-map picture kind. */
+static core_explain_method method_of_images(int kind)
+{
+    static const struct {
+        int kind;
+        core_explain_method method;
+    } map[] = {{ADV_IMAGES_SALIENCY, CORE_EXPLAIN_SALIENCY},
+               {ADV_IMAGES_SMOOTHGRAD, CORE_EXPLAIN_SMOOTHGRAD},
+               {ADV_IMAGES_IG, CORE_EXPLAIN_IG},
+               {ADV_IMAGES_GUIDED, CORE_EXPLAIN_GUIDED},
+               {ADV_IMAGES_GAUSSIAN, CORE_EXPLAIN_GAUSSIAN},
+               {ADV_IMAGES_LIME, CORE_EXPLAIN_LIME}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].kind == kind)
+            return map[i].method;
+    return CORE_EXPLAIN_SALIENCY;
+}
+
 int advd_extras_images(const advd_extras *x)
 {
     const int kind = x->es->images, n = x->es->images_n < x->n ? x->es->images_n : x->n;
@@ -614,11 +1091,10 @@ int advd_extras_images(const advd_extras *x)
         rc = images_adversarial(x, n, &idx);
     else if (kind == ADV_IMAGES_CORRUPTIONS)
         rc = images_corruptions(x, &idx);
+    else if (kind == ADV_IMAGES_UNITS)
+        rc = images_units(x, x->es->images_n, &idx);
     else
-        rc = images_explained(x, kind == ADV_IMAGES_SALIENCY     ? CORE_EXPLAIN_SALIENCY
-                                 : kind == ADV_IMAGES_SMOOTHGRAD ? CORE_EXPLAIN_SMOOTHGRAD
-                                                                 : CORE_EXPLAIN_IG,
-                              n, &idx);
+        rc = images_explained(x, method_of_images(kind), n, &idx);
     fclose(idx.f);
     if (rc == 0)
         rc = send_file(x, "index.tsv", (const uint8_t *)idx.text, idx.len);

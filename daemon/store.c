@@ -18,6 +18,13 @@
  *        data JSON object, created; UNIQUE (job, kind))
  *   images(job -> jobs, name, data BLOB (a PNG or a text index), created;
  *        PRIMARY KEY (job, name))
+ * Version 3 adds ownership and fair share (a shared daemon):
+ *   jobs.owner (the submitter's uid; NULL for jobs from before: the
+ *        daemon's own user's)
+ *   runs(job -> jobs, owner, started, ended (NULL while running)), one row
+ *        per time a job ran, kept by two triggers on jobs.state so that no
+ *        path that moves a job can forget it; the scheduler's fair share
+ *        reads each user's running time of the last day from it
  * A later version is one more entry in migrations[]: the SQL that takes
  * version i to i + 1, run in the same transaction as the user_version bump.
  */
@@ -31,6 +38,11 @@
 #include <string.h>
 #include <time.h>
 #include <zlib.h>
+
+/* Now in Unix seconds, as now() gives it, inside SQL (triggers). */
+#define SQL_NOW "((julianday('now') - 2440587.5) * 86400.0)"
+/* Fair share looks back this far (seconds). */
+#define FAIR_WINDOW "86400.0"
 
 static const char *const migrations[] = {
     /* 0 -> 1 */
@@ -99,6 +111,23 @@ static const char *const migrations[] = {
     "  data BLOB NOT NULL,"
     "  created REAL NOT NULL,"
     "  PRIMARY KEY (job, name)) WITHOUT ROWID;",
+    /* 2 -> 3 */
+    "ALTER TABLE jobs ADD COLUMN owner INTEGER;"
+    "CREATE INDEX jobs_owner ON jobs (owner, state);"
+    "CREATE TABLE runs ("
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  owner INTEGER,"
+    "  started REAL NOT NULL,"
+    "  ended REAL);"
+    "CREATE INDEX runs_ended ON runs (ended);"
+    "CREATE TRIGGER runs_start AFTER UPDATE OF state ON jobs"
+    "  WHEN new.state = 'running' AND old.state <> 'running' BEGIN"
+    "  INSERT INTO runs (job, owner, started) VALUES (new.id, new.owner, " SQL_NOW ");"
+    "  END;"
+    "CREATE TRIGGER runs_end AFTER UPDATE OF state ON jobs"
+    "  WHEN old.state = 'running' AND new.state <> 'running' BEGIN"
+    "  UPDATE runs SET ended = max(started, " SQL_NOW ") WHERE job = new.id AND ended IS NULL;"
+    "  END;",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
                "one migration per schema version");
@@ -111,7 +140,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
 
 #define JOB_COLS                                                                 \
     "id, kind, name, spec, state, priority, attempts, parent, progress, created, " \
-    "started, finished, error"
+    "started, finished, error, owner"
 #define CKPT_COLS "id, job, epoch, step, val_robust_acc, checksum, size, created, " \
                   "id = " BEST_ID
 #define EVAL_COLS "id, job, checkpoint, epoch, step, spec, eps, n, clean_acc, robust_acc, " \
@@ -121,7 +150,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_JOB_EXISTS, S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_STATE, S_JOB_CLAIM,
-    S_JOB_REQUEUE, S_JOB_PROGRESS,
+    S_JOB_REQUEUE, S_JOB_PROGRESS, S_JOB_QUEUED_BY,
     S_CKPT_PUT, S_CKPT_PRUNE, S_CKPT_LATEST, S_CKPT_BEST, S_CKPT_EPOCH, S_CKPT_LIST,
     S_METRIC_PUT, S_METRIC_GET,
     S_EVAL_CKPT, S_EVAL_PUT, S_EVAL_LIST,
@@ -134,11 +163,12 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_JOB_EXISTS] = "SELECT kind, state FROM jobs WHERE id = ?1",
-    [S_JOB_INSERT] = "INSERT INTO jobs (kind, name, spec, priority, parent, created) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_JOB_INSERT] = "INSERT INTO jobs (kind, name, spec, priority, parent, created, owner) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [S_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR state = ?1) "
-                   "AND (?2 IS NULL OR kind = ?2) ORDER BY priority DESC, id LIMIT ?3",
+                   "AND (?2 IS NULL OR kind = ?2) AND (?4 IS NULL OR owner IS ?4) "
+                   "ORDER BY priority DESC, id LIMIT ?3",
     /* ?2 the new state, ?3 the error, ?4 now, ?5 ?6 the states it may leave. */
     [S_JOB_STATE] =
         "UPDATE jobs SET state = ?2,"
@@ -148,14 +178,24 @@ static const char *const sql[S_COUNT] = {
         " progress = CASE ?2 WHEN 'succeeded' THEN 1.0 ELSE progress END,"
         " error = CASE ?2 WHEN 'succeeded' THEN NULL ELSE coalesce(?3, error) END"
         " WHERE id = ?1 AND state IN (?5, ?6)",
+    /* Fair share: the runnable job of the user with the least running time
+     * in the last FAIR_WINDOW seconds (running jobs count up to now), then
+     * of the user served least recently; inside one user's jobs, priority
+     * then age. */
     [S_JOB_CLAIM] =
         "UPDATE jobs SET state = 'running', started = ?1, finished = NULL,"
         " attempts = attempts + 1 WHERE id = ("
-        " SELECT j.id FROM jobs j WHERE j.state = 'queued' AND (j.parent IS NULL OR"
+        " WITH recent AS (SELECT owner, sum(min(coalesce(ended, ?1), ?1) -"
+        "   max(started, ?1 - " FAIR_WINDOW ")) AS used, max(started) AS last"
+        "   FROM runs WHERE coalesce(ended, ?1) > ?1 - " FAIR_WINDOW " GROUP BY owner)"
+        " SELECT j.id FROM jobs j LEFT JOIN recent r ON r.owner IS j.owner"
+        " WHERE j.state = 'queued' AND (j.parent IS NULL OR"
         " (SELECT p.state FROM jobs p WHERE p.id = j.parent) NOT IN ('queued', 'running'))"
-        " ORDER BY j.priority DESC, j.id LIMIT 1) RETURNING id",
+        " ORDER BY coalesce(r.used, 0), coalesce(r.last, 0), j.priority DESC, j.id LIMIT 1)"
+        " RETURNING id",
     [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', started = NULL WHERE state = 'running'",
     [S_JOB_PROGRESS] = "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'running'",
+    [S_JOB_QUEUED_BY] = "SELECT count(*) FROM jobs WHERE owner IS ?1 AND state = 'queued'",
     [S_CKPT_PUT] =
         "INSERT INTO checkpoints (job, epoch, step, state, size, checksum, val_robust_acc,"
         " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job, step) DO UPDATE"
@@ -454,6 +494,7 @@ static int read_job(sqlite3_stmt *s, adv_job *j, char *err)
     j->started = sqlite3_column_double(s, 10);
     j->finished = sqlite3_column_double(s, 11);
     j->error = dup_text(s, 12);
+    j->owner = sqlite3_column_type(s, 13) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 13);
     if (!j->spec || (!j->error && sqlite3_column_type(s, 12) != SQLITE_NULL)) {
         adv_job_clear(j);
         return core_errf(err, "out of memory");
@@ -484,6 +525,8 @@ int adv_store_job_insert(adv_store *st, const adv_job *j, int64_t *id, char *err
     if (j->parent)
         sqlite3_bind_int64(s, 5, j->parent);
     sqlite3_bind_double(s, 6, now());
+    if (j->owner >= 0)
+        sqlite3_bind_int64(s, 7, j->owner);
     if (run(st, s, "insert a job", err))
         return undo(st, -1);
     int64_t new_id = sqlite3_last_insert_rowid(st->db);
@@ -580,8 +623,23 @@ int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, in
     if (f && f->kind >= 0)
         sqlite3_bind_text(s, 2, adv_job_kind_name(f->kind), -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 3, f && f->limit > 0 ? f->limit : -1);
+    if (f && f->by_owner)
+        sqlite3_bind_int64(s, 4, f->owner);
     return collect(st, s, sizeof(adv_job), read_job_v, free_jobs_v, "list jobs", (void **)out,
                    n, err);
+}
+
+int adv_store_jobs_queued_by(adv_store *st, int64_t owner, int *n, char *err)
+{
+    sqlite3_stmt *s = prep(st, S_JOB_QUEUED_BY, err);
+    if (!s)
+        return -1;
+    if (owner >= 0)
+        sqlite3_bind_int64(s, 1, owner);
+    int r = row(st, s, "count queued jobs", err);
+    *n = r == 1 ? sqlite3_column_int(s, 0) : 0;
+    sqlite3_reset(s);
+    return r < 0 ? -1 : 0;
 }
 
 /* Why a state change matched no row: no such job, or a conflict. */
@@ -762,7 +820,8 @@ static int read_ckpt(sqlite3_stmt *s, adv_ckpt *c, int with_state, char *err)
     return 0;
 }
 
-int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err)
+static int ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, int with_state, adv_ckpt *out,
+                    char *err)
 {
     memset(out, 0, sizeof *out);
     int id = ref.which == ADV_CKPT_BEST ? S_CKPT_BEST
@@ -774,7 +833,7 @@ int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *o
     if (ref.which == ADV_CKPT_EPOCH)
         sqlite3_bind_int(s, 2, ref.epoch);
     int r = row(st, s, "read a checkpoint", err);
-    int rc = r < 0 ? -1 : r == 1 ? read_ckpt(s, out, 1, err) : ADV_STORE_NOT_FOUND;
+    int rc = r < 0 ? -1 : r == 1 ? read_ckpt(s, out, with_state, err) : ADV_STORE_NOT_FOUND;
     sqlite3_reset(s);
     if (rc == ADV_STORE_NOT_FOUND) {
         int exists = job_exists(st, job, NULL, err);
@@ -791,6 +850,49 @@ int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *o
     if (rc && rc != ADV_STORE_NOT_FOUND)
         adv_ckpt_clear(out);
     return rc;
+}
+
+int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err)
+{
+    return ckpt_get(st, job, ref, 1, out, err);
+}
+
+int adv_store_ckpt_find(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err)
+{
+    return ckpt_get(st, job, ref, 0, out, err);
+}
+
+int adv_store_ckpt_read(adv_store *st, int64_t id, size_t offset, void *buf, size_t n, char *err)
+{
+    sqlite3_blob *b;
+    if (sqlite3_blob_open(st->db, "main", "checkpoints", "state", id, 0, &b) != SQLITE_OK)
+        return db_err(st, err, "open a checkpoint");
+    size_t size = (size_t)sqlite3_blob_bytes(b);
+    int rc = offset > size || n > size - offset || n > INT32_MAX
+                 ? core_errf(err, "bytes %zu to %zu are outside checkpoint %lld (%zu bytes)",
+                             offset, offset + n, (long long)id, size)
+             : sqlite3_blob_read(b, buf, (int)n, (int)offset) != SQLITE_OK
+                 ? db_err(st, err, "read a checkpoint")
+                 : 0;
+    sqlite3_blob_close(b);
+    return rc;
+}
+
+int adv_store_ckpt_verify(adv_store *st, const adv_ckpt *c, char *err)
+{
+    uint8_t chunk[65536];
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t off = 0; off < c->size; off += sizeof chunk) {
+        size_t n = c->size - off < sizeof chunk ? c->size - off : sizeof chunk;
+        if (adv_store_ckpt_read(st, c->id, off, chunk, n, err))
+            return -1;
+        crc = crc32(crc, chunk, (uInt)n);
+    }
+    if ((uint32_t)crc != c->checksum)
+        return core_errf(err, "checkpoint %lld of job %lld fails its checksum (crc32 %08x, "
+                              "stored %08x)", (long long)c->id, (long long)c->job,
+                         (unsigned)crc, c->checksum), ADV_STORE_CORRUPT;
+    return 0;
 }
 
 static int read_ckpt_v(sqlite3_stmt *s, void *item, char *err)

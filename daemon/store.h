@@ -23,7 +23,7 @@
 #include "core/common.h"
 #include "proto/proto.h"
 
-#define ADV_STORE_SCHEMA 2   /* PRAGMA user_version this code writes */
+#define ADV_STORE_SCHEMA 3   /* PRAGMA user_version this code writes */
 
 enum {
     ADV_STORE_OK = 0,
@@ -55,6 +55,7 @@ typedef struct {
     double progress;            /* [0, 1] */
     double created, started, finished;
     char *error;                /* why it failed / was cancelled / requeued; NULL */
+    int64_t owner;              /* the submitter's uid; -1: unknown (the daemon's user) */
 } adv_job;
 
 void adv_job_clear(adv_job *j);
@@ -69,9 +70,14 @@ typedef struct {
     int state;   /* an adv_job_state, or -1 for any */
     int kind;    /* an adv_job_kind, or -1 for any */
     int limit;   /* 0: all */
+    int by_owner;   /* only the jobs of owner */
+    int64_t owner;
 } adv_job_filter;
 
-/* Jobs in the order they would run: priority (highest first), then id. */
+/* Queued jobs of one owner (-1: those without one). */
+int adv_store_jobs_queued_by(adv_store *st, int64_t owner, int *n, char *err);
+
+/* Jobs by priority (highest first), then id. */
 int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, int *n, char *err);
 
 /* Move a job along its life: queued -> running (started, attempts + 1),
@@ -81,9 +87,12 @@ int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, in
 int adv_store_job_set_state(adv_store *st, int64_t id, adv_job_state state, const char *error,
                             char *err);
 
-/* Atomically take the next job to run and mark it running: the queued job
- * of highest priority, oldest first, skipping evaluations whose training
- * job is still queued or running. ADV_STORE_NOT_FOUND when there is none. */
+/* Atomically take the next job to run and mark it running, by fair share
+ * between owners: the queued job of the owner with the least running time
+ * in the last 24 hours (ties: the owner served least recently), and among
+ * one owner's jobs the highest priority, oldest first; evaluations whose
+ * training job is still queued or running are skipped.
+ * ADV_STORE_NOT_FOUND when there is none. */
 int adv_store_job_claim(adv_store *st, adv_job *out, char *err);
 
 /* At startup: jobs left running by a daemon that died are queued again. */
@@ -119,6 +128,14 @@ int adv_store_ckpt_put(adv_store *st, const adv_ckpt *c, int keep_last, int64_t 
  * on a mismatch). Best: highest val_robust_acc, earliest at a tie; by
  * epoch: the first checkpoint taken with that many epochs completed. */
 int adv_store_ckpt_get(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err);
+/* The same without its state (out->state NULL). */
+int adv_store_ckpt_find(adv_store *st, int64_t job, adv_ckpt_ref ref, adv_ckpt *out, char *err);
+/* n bytes of checkpoint id's state from offset, straight from the blob
+ * (no whole copy): for serving a large checkpoint piece by piece. */
+int adv_store_ckpt_read(adv_store *st, int64_t id, size_t offset, void *buf, size_t n, char *err);
+/* Read c's state piece by piece and compare its crc32 with the stored one
+ * (ADV_STORE_CORRUPT when it differs). */
+int adv_store_ckpt_verify(adv_store *st, const adv_ckpt *c, char *err);
 
 /* A job's checkpoints, by step, without their bytes. */
 int adv_store_ckpt_list(adv_store *st, int64_t job, adv_ckpt **out, int *n, char *err);

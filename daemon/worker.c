@@ -399,7 +399,7 @@ static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
         return core_errf(w->err, "invalid 'targets': %d is not fewer than the %d classes",
                          es->attack.n_targets, r->m->nclass);
     r->n = r->te.n;
-    r->batch = r->n < 128 ? r->n : 128;
+    r->batch = r->n < ADV_EVAL_BATCH ? r->n : ADV_EVAL_BATCH;
     size_t dim = core_shape_size(r->m->in);
     r->idx = core_alloc(sizeof(int) * (size_t)r->n);
     r->y = core_alloc(sizeof(int) * (size_t)r->n);

@@ -14,6 +14,8 @@
  */
 #include "internal.h"
 
+#include "core/units.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -94,7 +96,8 @@ static const enum_ops loss_ops = {loss_parse, loss_name};
 
 /* What an evaluation draws for `advctl images` (adv_images_kind order). */
 static const char *const images_names[ADV_NIMAGES] = {
-    "none", "adversarial", "saliency", "smoothgrad", "ig", "corruptions"};
+    "none", "adversarial", "saliency", "smoothgrad", "ig", "corruptions", "guided",
+    "gaussian-local", "lime", "units"};
 
 int adv_images_kind_parse(const char *s, int *out, char *err)
 {
@@ -107,6 +110,9 @@ const char *adv_images_kind_name(int v)
 }
 
 static const enum_ops images_ops = {adv_images_kind_parse, adv_images_kind_name};
+
+CORE_ENUM(fill, int, core_lime_fill_parse, core_lime_fill_name)
+CORE_ENUM(target, int, core_surrogate_target_parse, core_surrogate_target_name)
 
 /* ------------------------------------------------------------ the tables */
 
@@ -141,7 +147,7 @@ static const field train_fields[] = {
     {"dataset", F_STR, OFF(train.dataset), 1, ADV_DATASET_MAX - 1, 0, NULL},
     {"model", F_STR, OFF(train.model), 1, CORE_SPEC_LEN - 17, 0, NULL},
     {"epochs", F_INT, OFF(train.cfg.epochs), 1, 100000, 0, NULL},
-    {"batch", F_INT, OFF(train.cfg.batch), 1, 65536, 0, NULL},
+    {"batch", F_INT, OFF(train.cfg.batch), 1, CORE_MAX_BATCH, 0, NULL},
     {"optimizer", F_ENUM, OFF(train.cfg.opt.kind), 0, 0, 0, &opt_ops},
     {"lr", F_FLOAT, OFF(train.cfg.opt.lr), 0, 100, FL_LO_OPEN, NULL},
     {"momentum", F_FLOAT, OFF(train.cfg.opt.momentum), 0, 1, FL_HI_OPEN, NULL},
@@ -197,6 +203,21 @@ static const field eval_fields[] = {
     {"fragility_eps", F_FLOAT, OFF(eval.fragility_eps), 0, 1, 0, NULL},
     {"images", F_ENUM, OFF(eval.images), 0, 0, 0, &images_ops},
     {"images_n", F_INT, OFF(eval.images_n), 1, ADV_IMAGES_MAX, 0, NULL},
+    {"explain_methods", F_STR, OFF(eval.explain_methods), 1,
+     sizeof(((adv_eval_spec *)0)->explain_methods) - 1, 0, NULL},
+    {"method_limit", F_INT, OFF(eval.method_limit), 1, 100000, 0, NULL},
+    {"gaussian_samples", F_INT, OFF(eval.gaussian_samples), 2, 100000, 0, NULL},
+    {"gaussian_sigma", F_FLOAT, OFF(eval.gaussian_sigma), 0, 1, FL_LO_OPEN, NULL},
+    {"lime_samples", F_INT, OFF(eval.lime_samples), 2, 100000, 0, NULL},
+    {"lime_patch", F_INT, OFF(eval.lime_patch), 0, 1024, 0, NULL},
+    {"lime_kernel_width", F_FLOAT, OFF(eval.lime_kernel_width), 0, 100, FL_LO_OPEN, NULL},
+    {"lime_fill", F_ENUM, OFF(eval.lime_fill), 0, 0, 0, &fill_ops},
+    {"ridge_lambda", F_FLOAT, OFF(eval.ridge_lambda), 0, 1e6, FL_LO_OPEN, NULL},
+    {"surrogate_target", F_ENUM, OFF(eval.surrogate_target), 0, 0, 0, &target_ops},
+    {"units_layer", F_STR, OFF(eval.units_layer), 1,
+     sizeof(((adv_eval_spec *)0)->units_layer) - 1, 0, NULL},
+    {"units_k", F_INT, OFF(eval.units_k), 1, 64, 0, NULL},
+    {"units_steps", F_INT, OFF(eval.units_steps), 0, 10000, 0, NULL},
 };
 
 #define NFIELDS(t) ((int)(sizeof(t) / sizeof((t)[0])))
@@ -445,18 +466,14 @@ static int check_dataset(adv_train_spec *t, adv_error *e)
     return adv_errorf(e, ADV_E_INTERNAL, "unknown data format %d", (int)t->fmt);
 }
 
-/* Build the model once for the data set's shape: the spec parser and the
- * shape arithmetic of core/model.c are the only judges of a model. */
+/* Judge the model for the data set's shape with the spec parser and the
+ * shape arithmetic of core/model.c, the only judges of a model; nothing is
+ * allocated in proportion to it (estimate.c), so any spec is answered at
+ * once. */
 static int check_model(const adv_train_spec *t, adv_error *e)
 {
-    if (t->nclass == 0)
-        return 0;
-    char err[CORE_ERRLEN];
-    core_model *m = NULL;
-    if (core_model_create(t->model, t->shape, t->nclass, t->cfg.seed, &m, err))
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'model': %s", err);
-    core_model_free(m);
-    return 0;
+    adv_job_cost cost;
+    return adv_train_cost(t, 1, 1, &cost, e);
 }
 
 /* ----------------------------------------------- checks across fields */
@@ -515,6 +532,9 @@ static int check_eval(adv_eval_spec *ev, const json_t *obj, adv_error *e)
             return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid '%s': %s",
                               ev->use_suite ? "suite" : "attack", err);
     }
+    unsigned methods;
+    if (core_explain_methods_parse(ev->explain_methods, &methods, err))
+        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'explain_methods': %s", err);
     if (!ev->use_suite && ev->attack.kind == CORE_ATTACK_SQUARE && ev->attack.norm != CORE_NORM_LINF)
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'norm': 'square' supports only 'linf'");
     return 0;
@@ -596,6 +616,21 @@ static void defaults(adv_jobspec *s)
         ev->fragility_eps = core_fragility_defaults().eps;
         ev->images = ADV_IMAGES_NONE;
         ev->images_n = 16;
+        core_surrogate_cfg sc = core_surrogate_defaults();
+        core_explain_methods_format(CORE_EXPLAIN_ALL, ev->explain_methods,
+                                    sizeof ev->explain_methods);
+        ev->method_limit = 32;
+        ev->gaussian_samples = sc.gaussian_samples;
+        ev->gaussian_sigma = sc.sigma;
+        ev->lime_samples = sc.lime_samples;
+        ev->lime_patch = sc.patch;
+        ev->lime_kernel_width = sc.kernel_width;
+        ev->lime_fill = sc.fill;
+        ev->ridge_lambda = sc.lambda;
+        ev->surrogate_target = sc.target;
+        snprintf(ev->units_layer, sizeof ev->units_layer, "conv1");
+        ev->units_k = 8;
+        ev->units_steps = core_maximise_defaults().steps;
     }
 }
 

@@ -124,7 +124,7 @@ int adv_proto_greeting_check(const json_t *obj, char *version, size_t vlen, adv_
 
 /* ------------------------------------------------------------ requests */
 
-typedef enum { A_JOB, A_INT, A_STR, A_PATH, A_OBJ, A_CKPT, A_STATE, A_KIND } arg_type;
+typedef enum { A_JOB, A_INT, A_STR, A_OBJ, A_CKPT, A_STATE, A_KIND, A_BOOL, A_FORMAT } arg_type;
 
 typedef struct {
     const char *name;
@@ -132,19 +132,22 @@ typedef struct {
     int required;
 } arg_def;
 
-#define MAX_ARGS 4
+#define MAX_ARGS 5
 /* The arguments of each command, indexed by adv_cmd. */
 static const arg_def cmd_args[ADV_NCMDS][MAX_ARGS] = {
     [ADV_CMD_SUBMIT] = {{"spec", A_OBJ, 1}},
-    [ADV_CMD_LIST] = {{"state", A_STATE, 0}, {"kind", A_KIND, 0}, {"limit", A_INT, 0}},
+    [ADV_CMD_LIST] = {{"state", A_STATE, 0}, {"kind", A_KIND, 0}, {"limit", A_INT, 0},
+                      {"mine", A_BOOL, 0}},
     [ADV_CMD_STATUS] = {{"job", A_JOB, 1}},
     [ADV_CMD_CANCEL] = {{"job", A_JOB, 1}},
     [ADV_CMD_METRICS] = {{"job", A_JOB, 1}, {"key", A_STR, 0}, {"since", A_INT, 0}},
     [ADV_CMD_RESULTS] = {{"job", A_JOB, 1}},
     [ADV_CMD_CHECKPOINTS] = {{"job", A_JOB, 1}},
-    [ADV_CMD_EXPORT] = {{"job", A_JOB, 1}, {"checkpoint", A_CKPT, 0}, {"path", A_PATH, 0}},
+    [ADV_CMD_EXPORT] = {{"job", A_JOB, 1}, {"checkpoint", A_CKPT, 0}, {"format", A_FORMAT, 0},
+                        {"offset", A_INT, 0}, {"length", A_INT, 0}},
     [ADV_CMD_WATCH] = {{"job", A_JOB, 1}},
-    [ADV_CMD_IMAGES] = {{"job", A_JOB, 1}},
+    [ADV_CMD_IMAGES] = {{"job", A_JOB, 1}, {"name", A_STR, 0}, {"offset", A_INT, 0},
+                        {"length", A_INT, 0}},
 };
 
 static int arg_bad(adv_error *e, const char *name, const char *want, const json_t *v)
@@ -169,8 +172,6 @@ static int check_arg(const arg_def *a, const json_t *v, adv_error *e)
         return json_is_integer(v) && i >= 0 ? 0 : arg_bad(e, a->name, "an integer >= 0", v);
     case A_STR:
         return s && *s && strlen(s) < 256 ? 0 : arg_bad(e, a->name, "a string of 1 to 255 bytes", v);
-    case A_PATH:
-        return s && s[0] == '/' && strlen(s) < 4096 ? 0 : arg_bad(e, a->name, "an absolute path", v);
     case A_OBJ:
         return json_is_object(v) ? 0 : arg_bad(e, a->name, "an object", v);
     case A_CKPT:
@@ -181,6 +182,12 @@ static int check_arg(const arg_def *a, const json_t *v, adv_error *e)
                    : arg_bad(e, a->name, "queued, running, succeeded, failed or cancelled", v);
     case A_KIND:
         return s && adv_job_kind_parse(s, &k) == 0 ? 0 : arg_bad(e, a->name, "train or eval", v);
+    case A_BOOL:
+        return json_is_boolean(v) ? 0 : arg_bad(e, a->name, "true or false", v);
+    case A_FORMAT:
+        return s && (!strcmp(s, "state") || !strcmp(s, "safetensors"))
+                   ? 0
+                   : arg_bad(e, a->name, "'state' or 'safetensors'", v);
     }
     return adv_errorf(e, ADV_E_INTERNAL, "unknown argument type for '%s'", a->name);
 }

@@ -7,18 +7,23 @@
  * line is answered with too_large and the connection is closed). Empty
  * lines (also "\r\n") are skipped, so a human can type at the socket.
  *
- *   server, on connect:  {"hello":"advd","version":"0.4.0","protocol":1}
+ *   server, on connect:  {"hello":"advd","version":"0.4.0","protocol":2}
  *   request:             {"id":7,"cmd":"status","job":3}
  *                        id: an integer or a string (echoed back); cmd: one
- *                        of submit list status cancel metrics results
- *                        checkpoints export watch ping version; the other
- *                        keys are the command's arguments (adv_request_parse
- *                        knows which each command takes)
+ *                        of ADV_COMMANDS below; the other keys are the
+ *                        command's arguments (adv_request_parse knows which
+ *                        each command takes)
  *   success:             {"id":7,"ok":true,"result":{...}}
  *   failure:             {"id":7,"ok":false,"error":{"code":"not_found",
  *                         "message":"no job 3"}}   (id null when unusable)
  *   pushed by watch:     {"event":"progress","job":3,"progress":0.42,...}
  *                        {"event":"state","job":3,"state":"failed","error":"..."}
+ *
+ * Large things come in pieces under the line limit, pulled by the client:
+ * export and images (by name) take "offset" and "length" (at most
+ * ADV_CHUNK_MAX bytes an answer) and answer "size" (the whole), "offset",
+ * "data" (base64 of that piece) and "eof". Protocol 2: export lost its
+ * "path" (the daemon writes no files for clients) and gained the pieces.
  *
  * Error codes are stable and machine-readable (adv_errcode); messages are
  * for humans, name the field at fault and follow git's grammar (lower case,
@@ -39,7 +44,7 @@
 #include "core/train.h"
 
 #define ADV_VERSION "0.4.0"
-#define ADV_PROTOCOL 1
+#define ADV_PROTOCOL 2
 #define ADV_PROTO_MAX_LINE (1 << 20)
 /* The system service's socket (etc/advd.service), advctl's last resort. */
 #define ADV_SYSTEM_SOCKET "/run/advd/advd.sock"
@@ -260,7 +265,14 @@ typedef struct {
     int smoothgrad_samples, ig_steps;
     float smoothgrad_sigma, fragility_eps;
     int images;                     /* an adv_images_kind */
-    int images_n;                   /* examples drawn */
+    int images_n;                   /* examples drawn (units: channels) */
+    /* Per-method figures, surrogates, units (explain.h, surrogate.h, units.h). */
+    char explain_methods[96];       /* comma-separated core_explain methods */
+    int method_limit;               /* examples of the per-method figures */
+    int gaussian_samples, lime_samples, lime_patch, lime_fill, surrogate_target;
+    float gaussian_sigma, lime_kernel_width, ridge_lambda;
+    char units_layer[16];           /* "conv1", ... */
+    int units_k, units_steps;       /* top examples per channel; ascent steps */
 } adv_eval_spec;
 
 /* The pictures an evaluation draws for `advctl images`. */
@@ -271,6 +283,10 @@ typedef enum {
     ADV_IMAGES_SMOOTHGRAD,
     ADV_IMAGES_IG,
     ADV_IMAGES_CORRUPTIONS,   /* one example at every severity */
+    ADV_IMAGES_GUIDED,        /* input beside its heat map, as saliency */
+    ADV_IMAGES_GAUSSIAN,
+    ADV_IMAGES_LIME,
+    ADV_IMAGES_UNITS,         /* filters, top examples, maximisation of a layer */
     ADV_NIMAGES
 } adv_images_kind;
 #define ADV_IMAGES_MAX 256
@@ -291,6 +307,37 @@ typedef struct {
  * the data set readable, the model buildable for its shape): 0, or -1
  * with invalid_argument and a message naming the field. */
 int adv_jobspec_parse(const json_t *spec, adv_jobspec *out, adv_error *e);
+
+/* What a job will need, from its spec alone (estimate.c: arithmetic, no
+ * model built). Zero for a PNG folder, whose shape is known only once read. */
+typedef struct {
+    double params_bytes;  /* weights, gradients, optimiser state, copies */
+    double batch_bytes;   /* activations, gradients, scratch, attack workspace */
+    double data_bytes;    /* the data set's pixels */
+    double total;         /* bytes */
+    double params;        /* parameters */
+    double flops;         /* of one forward pass of one example */
+} adv_job_cost;
+
+/* An evaluation job's batch (worker.c). */
+#define ADV_EVAL_BATCH 128
+
+/* The first bytes of a safetensors file of m's parameters (safetensors.c):
+ * the length and the JSON header with metadata (an object of strings,
+ * stolen); the file goes on with the parameter buffer's bytes as they are.
+ * -1 when out of memory. */
+int adv_safetensors_head(const core_model *m, json_t *metadata, uint8_t **out, size_t *len);
+
+/* The largest piece of a checkpoint or picture in one answer (export,
+ * images): its base64 stays well inside ADV_PROTO_MAX_LINE. */
+#define ADV_CHUNK_MAX (512 * 1024)
+
+/* threads 0: every core. */
+int adv_train_cost(const adv_train_spec *t, int batch, int threads, adv_job_cost *out,
+                   adv_error *e);
+/* "3.1 GiB (parameters 12.0 MiB, batch of 128 2.9 GiB, data 52.4 MiB)" */
+void adv_job_cost_describe(const adv_job_cost *c, int batch, char *out, size_t len);
+void adv_bytes_describe(double bytes, char *out, size_t len);  /* "1.5 GiB" */
 int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_error *e);
 
 /* The canonical form of a validated spec: every key, defaults filled in,

@@ -4,6 +4,10 @@
 #   scripts/deps.sh              build and test dependencies
 #   scripts/deps.sh SET...       the same plus each named set:
 #                                bench  python3-torch for the PyTorch peer
+#                                python the Python client's optional helpers
+#                                       (numpy, torch, pandas, tqdm, Pillow)
+#                                deb    dpkg-buildpackage, debhelper, lintian
+#                                       (make deb, scripts/deb-test.sh)
 #
 # Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
 # when everything is there. As root it runs apt-get; otherwise it prints the
@@ -13,6 +17,7 @@ set -u
 missing=""
 need_pc() { pkg-config --exists "$1" 2>/dev/null || missing="$missing $2"; }
 need_file() { [ -e "$1" ] || missing="$missing $2"; }
+need_cmd() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
 
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 need_pc libuv libuv1-dev
@@ -24,11 +29,29 @@ need_pc jansson libjansson-dev
 need_file /usr/include/x86_64-linux-gnu/cblas.h libopenblas-dev
 [ -e /usr/include/cblas.h ] || [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || missing="$missing libopenblas-dev"
 need_file /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist
+# make check runs the Python client's tests (tests/python) with Debian's python3.
+/usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || missing="$missing python3-pytest"
+# make check's shell tests: systemd-analyze verify (tests/test_units.sh),
+# groff for the man pages (tests/test_man.sh).
+need_cmd systemd-analyze systemd
+need_cmd groff groff-base
 for set in "$@"; do
     case $set in
     bench)
         /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing="$missing python3-torch python3-numpy"
         command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time" ;;
+    python)
+        for m in numpy:python3-numpy torch:python3-torch pandas:python3-pandas \
+                 tqdm:python3-tqdm PIL:python3-pil; do
+            /usr/bin/python3 -c "import ${m%%:*}" >/dev/null 2>&1 || missing="$missing ${m#*:}"
+        done ;;
+    deb)
+        need_cmd dpkg-buildpackage dpkg-dev
+        need_cmd dh debhelper
+        need_cmd dh_python3 dh-python
+        need_cmd fakeroot fakeroot
+        need_cmd lintian lintian
+        dpkg -s build-essential >/dev/null 2>&1 || missing="$missing build-essential" ;;
     *) ;;
     esac
 done

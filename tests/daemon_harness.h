@@ -14,9 +14,14 @@
 #include "proto/proto.h"
 #include "testutil.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -125,6 +130,73 @@ static void teardown(void)
 {
     if (D.pid > 0)
         stop_daemon(SIGKILL);
+}
+
+/* ------------------------------------------------- raw connections */
+
+/* A connection to the daemon's socket (no greeting read), or -1 with errno. */
+static inline int harness_connect(const char *sock)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.*s", (int)sizeof sa.sun_path - 1, sock);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return fd;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    errno = e;
+    return -1;
+}
+
+/* The next line on fd, parsed (lb keeps what follows it); NULL at EOF or
+ * after timeout_ms. */
+static inline json_t *harness_next(int fd, adv_linebuf *lb, int timeout_ms)
+{
+    const char *line;
+    size_t len;
+    adv_error e;
+    double t0 = now_s();
+    for (;;) {
+        if (adv_linebuf_next(lb, &line, &len, &e) == 1)
+            return json_loadb(line, len, 0, NULL);
+        int left = timeout_ms - (int)((now_s() - t0) * 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char buf[65536];
+        ssize_t n;
+        if (left <= 0 || poll(&p, 1, left) <= 0 || (n = read(fd, buf, sizeof buf)) <= 0 ||
+            adv_linebuf_feed(lb, buf, (size_t)n, &e))
+            return NULL;
+    }
+}
+
+/* Every connection is a file descriptor: tests holding a thousand need
+ * the soft limit raised. */
+static inline void harness_raise_nofile(rlim_t want)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    ck_assert_msg(rl.rlim_cur >= want, "the open-file limit (%llu) is below %llu",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+/* A process's resident memory in KiB (VmRSS), 0 when unknown. */
+static inline long harness_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = 0;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
 }
 
 #endif

@@ -231,7 +231,8 @@ START_TEST(test_request_every_command)
         "{\"id\":5,\"cmd\":\"metrics\",\"job\":3,\"key\":\"loss\",\"since\":10}",
         "{\"id\":6,\"cmd\":\"results\",\"job\":3}",
         "{\"id\":7,\"cmd\":\"checkpoints\",\"job\":3}",
-        "{\"id\":8,\"cmd\":\"export\",\"job\":3,\"checkpoint\":\"best\",\"path\":\"/tmp/m\"}",
+        "{\"id\":8,\"cmd\":\"export\",\"job\":3,\"checkpoint\":\"best\",\"format\":"
+        "\"safetensors\",\"offset\":524288,\"length\":1000}",
         "{\"id\":9,\"cmd\":\"watch\",\"job\":3}",
         "{\"id\":10,\"cmd\":\"ping\"}",
         "{\"id\":-11,\"cmd\":\"version\"}",
@@ -286,8 +287,12 @@ START_TEST(test_request_errors)
                  "invalid 'limit'");
     expect_error("{\"id\":1,\"cmd\":\"export\",\"job\":1,\"checkpoint\":\"worst\"}",
                  ADV_E_INVALID_ARGUMENT, "invalid 'checkpoint'");
-    expect_error("{\"id\":1,\"cmd\":\"export\",\"job\":1,\"path\":\"rel/x\"}",
-                 ADV_E_INVALID_ARGUMENT, "invalid 'path': expected an absolute path");
+    expect_error("{\"id\":1,\"cmd\":\"export\",\"job\":1,\"path\":\"/x\"}",
+                 ADV_E_INVALID_ARGUMENT, "unknown key 'path' for 'export'");
+    expect_error("{\"id\":1,\"cmd\":\"export\",\"job\":1,\"format\":\"onnx\"}",
+                 ADV_E_INVALID_ARGUMENT, "invalid 'format': expected 'state' or 'safetensors'");
+    expect_error("{\"id\":1,\"cmd\":\"list\",\"mine\":1}", ADV_E_INVALID_ARGUMENT,
+                 "invalid 'mine': expected true or false");
     expect_error("{\"id\":1,\"cmd\":\"submit\",\"spec\":[]}", ADV_E_INVALID_ARGUMENT,
                  "invalid 'spec': expected an object, got an array");
 
@@ -377,7 +382,7 @@ START_TEST(test_events_and_greeting)
     ck_assert_str_eq(version, ADV_VERSION);
     json_object_set_new(r.root, "protocol", json_integer(ADV_PROTOCOL + 1));
     ck_assert_int_eq(adv_proto_greeting_check(r.root, version, sizeof version, &e), -1);
-    ck_assert_ptr_nonnull(strstr(e.msg, "speaks protocol 2"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "speaks protocol 3"));
     adv_reply_free(&r);
 
     const char *odd = "{\"x\":1}";
@@ -447,7 +452,7 @@ static const char *const seeds[] = {
     "{\"id\":1,\"cmd\":\"status\",\"job\":3}",
     "{\"id\":\"x\",\"cmd\":\"submit\",\"spec\":{\"kind\":\"train\",\"epochs\":3}}",
     "{\"id\":2,\"cmd\":\"list\",\"state\":\"running\",\"limit\":10}",
-    "{\"id\":3,\"cmd\":\"export\",\"job\":1,\"checkpoint\":4,\"path\":\"/tmp/x\"}",
+    "{\"id\":3,\"cmd\":\"export\",\"job\":1,\"checkpoint\":4,\"offset\":8}",
 };
 
 static const char *const junk_values[] = {
@@ -480,7 +485,8 @@ START_TEST(test_fuzz_requests)
     }
     /* Each argument of each command replaced by each junk value. */
     static const char *const keys[] = {"id", "cmd", "job", "spec", "state", "kind", "limit",
-                                       "key", "since", "checkpoint", "path", "extra"};
+                                       "key", "since", "checkpoint", "format", "offset",
+                                       "length", "name", "mine", "extra"};
     for (int c = 0; c < ADV_NCMDS; c++)
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
             for (size_t v = 0; v < sizeof junk_values / sizeof junk_values[0]; v++, tried++) {

@@ -140,18 +140,25 @@ START_TEST(test_create_and_reopen)
 }
 END_TEST
 
-/* A version-1 database (before reports and images) is migrated in place,
- * keeping its jobs. */
+/* A version-1 database (before reports and images, owners and runs) is
+ * migrated in place, keeping its jobs; they have no owner. */
 START_TEST(test_schema_migrates_from_v1)
 {
     adv_store *st = open_new();
     int64_t id = add_job(st, ADV_JOB_TRAIN, "old", 0, 0);
-    raw_exec("DROP TABLE reports; DROP TABLE images; PRAGMA user_version = 1");
+    raw_exec("DROP TABLE reports; DROP TABLE images; DROP TRIGGER runs_start;"
+             "DROP TRIGGER runs_end; DROP TABLE runs; DROP INDEX jobs_owner;"
+             "ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 1");
     st = reopen(st);
-    ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), 3);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name IN "
-                             "('reports', 'images')"), 2);
+                             "('reports', 'images', 'runs', 'runs_start', 'runs_end')"), 5);
     ck_assert_int_eq(state_of(st, id), ADV_STATE_QUEUED);
+    adv_job j;
+    char err[CORE_ERRLEN];
+    ck_assert_int_eq(adv_store_job_get(st, id, &j, err), 0);
+    ck_assert_int_eq(j.owner, -1);
+    adv_job_clear(&j);
     adv_store_close(st);
 }
 END_TEST
@@ -204,7 +211,7 @@ START_TEST(test_schema_newer_refused)
     char err[CORE_ERRLEN] = "";
     ck_assert_int_eq(adv_store_open(db_path, 100, &st, err), -1);
     ck_assert_ptr_null(st);
-    ck_assert_str_eq(err, "database schema version 99 is newer than this advd's (2)");
+    ck_assert_str_eq(err, "database schema version 99 is newer than this advd's (3)");
 }
 END_TEST
 
@@ -319,6 +326,55 @@ START_TEST(test_claim_order)
     ck_assert_str_eq(err, "no job 77");
     j.parent = ev;
     ck_assert_int_eq(adv_store_job_insert(st, &j, NULL, err), ADV_STORE_CONFLICT);
+    adv_store_close(st);
+}
+END_TEST
+
+static int64_t add_owned(adv_store *st, const char *name, int priority, int64_t owner)
+{
+    adv_job j = {.kind = ADV_JOB_TRAIN, .priority = priority, .owner = owner,
+                 .spec = (char *)"{\"kind\":\"train\"}"};
+    snprintf(j.name, sizeof j.name, "%s", name);
+    int64_t id = 0;
+    char err[CORE_ERRLEN] = "";
+    ck_assert_msg(adv_store_job_insert(st, &j, &id, err) == 0, "insert: %s", err);
+    return id;
+}
+
+/* Fair share: after one of user 1000's jobs ran, user 2000's job goes next
+ * although it is newer and of lower priority; priority still orders one
+ * user's own jobs. Owners are kept, listed and counted. */
+START_TEST(test_claim_fair_share)
+{
+    adv_store *st = open_new();
+    char err[CORE_ERRLEN];
+    int64_t a1 = add_owned(st, "a1", 5, 1000), a2 = add_owned(st, "a2", 1, 1000);
+    int64_t a3 = add_owned(st, "a3", 9, 1000), b1 = add_owned(st, "b1", 0, 2000);
+    int n;
+    ck_assert_int_eq(adv_store_jobs_queued_by(st, 1000, &n, err), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(adv_store_jobs_queued_by(st, 3000, &n, err), 0);
+    ck_assert_int_eq(n, 0);
+    /* Nobody has run yet: priority decides (a3), as without owners. */
+    ck_assert_int_eq(claim(st), a3);
+    usleep(30000);
+    set_state(st, a3, ADV_STATE_SUCCEEDED, NULL, 0);
+    ck_assert_int_eq(claim(st), b1);
+    usleep(30000);
+    set_state(st, b1, ADV_STATE_SUCCEEDED, NULL, 0);
+    /* User 2000 has run about as long, but 1000's jobs are all it has. */
+    ck_assert_int_eq(claim(st), a1);
+    set_state(st, a1, ADV_STATE_CANCELLED, NULL, 0);
+    ck_assert_int_eq(claim(st), a2);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM runs WHERE ended IS NULL"), 1);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM runs WHERE owner = 1000"), 3);
+    adv_job_filter f = {.state = -1, .kind = -1, .by_owner = 1, .owner = 2000};
+    adv_job *jobs;
+    ck_assert_int_eq(adv_store_job_list(st, &f, &jobs, &n, err), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(jobs[0].id, b1);
+    ck_assert_int_eq(jobs[0].owner, 2000);
+    adv_jobs_free(jobs, n);
     adv_store_close(st);
 }
 END_TEST
@@ -567,6 +623,7 @@ static Suite *suite_store(void)
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_job_lifecycle);
     tcase_add_test(tc, test_claim_order);
+    tcase_add_test(tc, test_claim_fair_share);
     tcase_add_test(tc, test_requeue_at_startup);
     tcase_add_test(tc, test_checkpoint_pruning);
     tcase_add_test(tc, test_checkpoint_checksum);
