@@ -91,7 +91,8 @@ int cmd_report(ctl *c, int argc, char **argv);
  * (advancing *i past its value); 0, 1 when it is not one of the table's,
  * or ADVCTL_USAGE after printing why. ctl_parse_ckpt: the value of
  * --checkpoint (latest, best or an epoch) into spec's "checkpoint". */
-typedef enum { CTL_INT, CTL_FLOAT, CTL_STR, CTL_TRUE, CTL_FALSE } ctl_flag_type;
+/* CTL_INIT: "JOB[:CKPT]" as {"job": JOB, "checkpoint": CKPT}. */
+typedef enum { CTL_INT, CTL_FLOAT, CTL_STR, CTL_TRUE, CTL_FALSE, CTL_INIT } ctl_flag_type;
 typedef struct {
     const char *flag, *key;
     ctl_flag_type type;

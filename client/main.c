@@ -34,7 +34,10 @@ static const command commands[] = {
      "       [--optimizer sgd|adam] [--lr X] [--schedule S] [--method clean|pgd|fgsm-rs|trades]\n"
      "       [--eps X] [--alpha X] [--steps N] [--norm linf|l2] [--trades-beta X]\n"
      "       [--train-limit N] [--val-size N] [--val-robust-size N] [--seed N] [--priority N]\n"
-     "       [--checkpoint-every N] [--wait]",
+     "       [--checkpoint-every N] [--init JOB[:latest|best|EPOCH]] [--train-layers all|last|last:K]\n"
+     "       [--augment-crop PAD] [--augment-flip] [--augment-brightness X] [--augment-contrast X]\n"
+     "       [--augment-noise SIGMA] [--augment-corruptions NAME,...|all] [--augment-severity S]\n"
+     "       [--augment-prob P] [--augmix [--augmix-js X]] [--wait]",
      "queue a training job (no arguments: cnn-small, PGD-7 on Fashion-MNIST, eps 0.1)"},
     {"eval", NULL, cmd_eval,
      "JOB [--checkpoint latest|best|EPOCH] (--attack NAME [--steps N] [--restarts N]\n"
@@ -44,7 +47,8 @@ static const command commands[] = {
      "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
      "       [--wait]",
      "queue an evaluation of a checkpoint of JOB (with calibration, corruptions, explanations)"},
-    {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval] [--limit N]", "list jobs"},
+    {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval] [--limit N] [--mine]",
+     "list jobs (everyone's; --mine: your own)"},
     {"status", NULL, cmd_status, "JOB", "show a job"},
     {"watch", NULL, cmd_watch, "JOB", "follow a job's progress to its end"},
     {"cancel", NULL, cmd_cancel, "JOB", "cancel a queued or running job"},

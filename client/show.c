@@ -146,6 +146,25 @@ static void print_spec(const json_t *spec)
     printf("\n");
 }
 
+/* Where a training job's weights started (spec "init"). */
+static void print_lineage(const json_t *r)
+{
+    const json_t *init = json_object_get(r, "init");
+    if (!json_is_object(init))
+        return;
+    if (json_is_integer(json_object_get(init, "checkpoint"))) {
+        printf("started from: job %lld, checkpoint %lld (crc32 %08llx)\n", integer(init, "job"),
+               integer(init, "checkpoint"), integer(init, "checksum"));
+        return;
+    }
+    const json_t *ck = json_object_get(json_object_get(json_object_get(r, "spec"), "init"),
+                                       "checkpoint");
+    char *text = json_dumps(ck, JSON_ENCODE_ANY);
+    printf("starts from: job %lld, checkpoint %s (resolved when it starts)\n",
+           integer(init, "job"), text ? text : "\"latest\"");
+    free(text);
+}
+
 int cmd_status(ctl *c, int argc, char **argv)
 {
     json_t *r = NULL;
@@ -163,6 +182,7 @@ int cmd_status(ctl *c, int argc, char **argv)
            integer(r, "priority"));
     if (json_is_integer(json_object_get(r, "parent")))
         printf("parent: job %lld\n", integer(r, "parent"));
+    print_lineage(r);
     if (json_is_string(json_object_get(r, "error")))
         printf("error: %s\n", str(r, "error"));
     if (json_is_object(json_object_get(r, "spec")))

@@ -25,6 +25,16 @@ static const ctl_flag train_flags[] = {
     {"--val-robust-size", "val_robust_size", CTL_INT},
     {"--seed", "seed", CTL_INT},           {"--priority", "priority", CTL_INT},
     {"--checkpoint-every", "checkpoint_every", CTL_INT},
+    {"--init", "init", CTL_INIT},          {"--train-layers", "train_layers", CTL_STR},
+    {"--augment-crop", "augment_crop", CTL_INT},
+    {"--augment-flip", "augment_flip", CTL_TRUE},
+    {"--augment-brightness", "augment_brightness", CTL_FLOAT},
+    {"--augment-contrast", "augment_contrast", CTL_FLOAT},
+    {"--augment-noise", "augment_noise", CTL_FLOAT},
+    {"--augment-corruptions", "augment_corruptions", CTL_STR},
+    {"--augment-severity", "augment_severity", CTL_INT},
+    {"--augment-prob", "augment_prob", CTL_FLOAT},
+    {"--augmix", "augmix", CTL_TRUE},      {"--augmix-js", "augmix_js", CTL_FLOAT},
     {NULL, NULL, CTL_INT},
 };
 
@@ -57,12 +67,30 @@ static const ctl_flag *find_flag(const ctl_flag *t, const char *name)
     return NULL;
 }
 
+/* "JOB" or "JOB:CKPT" (latest, best or an epoch). */
+static json_t *init_value(const char *cmd, const char *flag, const char *s)
+{
+    char job[32];
+    const char *colon = strchr(s, ':');
+    long long id, ep;
+    snprintf(job, sizeof job, "%.*s", colon ? (int)(colon - s) : (int)strlen(s), s);
+    if (ctl_parse_int(job, 1, INT64_MAX, &id)) {
+        ctl_usage(cmd, "invalid '%s': expected JOB[:latest|best|EPOCH], got '%s'", flag, s);
+        return NULL;
+    }
+    const char *ck = colon ? colon + 1 : "latest";
+    return json_pack("{s:I, s:o}", "job", (json_int_t)id, "checkpoint",
+                     ctl_parse_int(ck, 0, 100000, &ep) == 0 ? json_integer(ep) : json_string(ck));
+}
+
 /* The JSON value of a flag's text, or NULL after a usage error. */
 static json_t *flag_value(const char *cmd, const ctl_flag *f, const char *s)
 {
     long long i;
     double d;
     switch (f->type) {
+    case CTL_INIT:
+        return init_value(cmd, f->flag, s);
     case CTL_INT:
         if (ctl_parse_int(s, LLONG_MIN, LLONG_MAX, &i) == 0)
             return json_integer(i);

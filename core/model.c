@@ -629,6 +629,95 @@ void core_model_backward(core_model *m, const float *dlogits, int n, float *dx, 
     core_model_backward_from(m, m->nlayers - 1, dlogits, n, dx, param_grads);
 }
 
+/* Where a layer's parameters start, or SIZE_MAX for none. */
+static size_t layer_params(const core_layer *l)
+{
+    switch (l->kind) {
+    case CORE_LAYER_CONV:
+    case CORE_LAYER_RES:
+        return l->conv[0].w_off;
+    case CORE_LAYER_FC:
+        return l->w_off;
+    default:
+        return SIZE_MAX;
+    }
+}
+
+void core_model_freeze(core_model *m, int k)
+{
+    m->frozen = 0;
+    int seen = 0;
+    for (int i = m->nlayers - 1; i >= 0 && k > 0; i--) {
+        size_t off = layer_params(&m->layers[i]);
+        if (off == SIZE_MAX)
+            continue;
+        if (seen++ == k) {
+            /* Layer i is the highest frozen one: freeze up to its end. */
+            for (int j = i + 1; j < m->nlayers; j++)
+                if ((m->frozen = layer_params(&m->layers[j])) != SIZE_MAX)
+                    return;
+        }
+    }
+    m->frozen = 0;
+}
+
+static const core_param_view *view_named(const core_model *m, const char *name)
+{
+    for (int i = 0; i < m->nviews; i++)
+        if (!strcmp(m->views[i].name, name))
+            return &m->views[i];
+    return NULL;
+}
+
+static void shape_text(const core_param_view *v, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int d = 0; v && d < v->ndim && o < len; d++)
+        o += (size_t)snprintf(out + o, len - o, d ? "x%d" : "%d", v->dims[d]);
+    if (!v)
+        snprintf(out, len, "none");
+}
+
+/* Same shape from dimension `from` on (1: all but the outputs). */
+static int same_shape(const core_param_view *a, const core_param_view *b, int from)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = from; d < a->ndim; d++)
+        if (a->dims[d] != b->dims[d])
+            return 0;
+    return 1;
+}
+
+int core_model_transfer(core_model *dst, const core_model *src, int *reinit, char *err)
+{
+    const core_layer *last = &dst->layers[dst->nlayers - 1];
+    size_t last_off = layer_params(last);
+    *reinit = 0;
+    if (dst->nviews != src->nviews)
+        return core_errf(err, "the model has %d tensors, the checkpoint's '%s' has %d",
+                         dst->nviews, src->spec, src->nviews);
+    for (int i = 0; i < dst->nviews; i++) {
+        const core_param_view *d = &dst->views[i], *s = view_named(src, d->name);
+        if (s && same_shape(d, s, 0)) {
+            memcpy(dst->params + d->offset, src->params + s->offset, sizeof(float) * d->size);
+            continue;
+        }
+        /* The final fc with another class count: only its output rows differ. */
+        if (s && d->offset >= last_off && same_shape(d, s, 1) && dst->nclass != src->nclass) {
+            *reinit = 1;
+            continue;
+        }
+        char a[64], b[64];
+        shape_text(d, a, sizeof a);
+        shape_text(s, b, sizeof b);
+        return core_errf(err, "tensor '%s' is %s here but %s in the checkpoint's '%s'", d->name,
+                         a, b, src->spec);
+    }
+    return 0;
+}
+
 void core_model_backward_from(core_model *m, int top, const float *dy_top, int n, float *dx,
                               int param_grads)
 {
@@ -638,6 +727,10 @@ void core_model_backward_from(core_model *m, int top, const float *dy_top, int n
     for (int i = top; i >= 0; i--) {
         core_layer *l = &m->layers[i];
         const float *x = i > 0 ? m->layers[i - 1].y : m->x;
+        int pg = param_grads && layer_params(l) >= m->frozen;
+        /* Below the trained layers with no input gradient wanted: done. */
+        if (param_grads && !dx && layer_params(l) != SIZE_MAX && !pg)
+            break;
         if (l->kind == CORE_LAYER_FLATTEN) {
             if (i == 0 && dx)
                 memcpy(dx, dy, sizeof(float) * (size_t)n * core_shape_size(l->in));
@@ -650,11 +743,11 @@ void core_model_backward_from(core_model *m, int top, const float *dy_top, int n
             if (!target && l->kind == CORE_LAYER_RES)
                 target = m->gbuf[1 - cur];
             if (target || l->kind == CORE_LAYER_CONV || l->kind == CORE_LAYER_FC)
-                layer_backward(m, l, x, dy, target, n, param_grads);
+                layer_backward(m, l, x, dy, target, n, pg);
             break;
         }
         float *out = m->gbuf[1 - cur];
-        layer_backward(m, l, x, dy, out, n, param_grads);
+        layer_backward(m, l, x, dy, out, n, pg);
         cur = 1 - cur;
         dy = out;
     }

@@ -51,6 +51,7 @@ typedef struct {
     core_layer layers[CORE_MAX_LAYERS];
     size_t nparams;
     float *params, *grads;
+    size_t frozen;             /* params [0, frozen) are not trained (core_model_freeze) */
     int nviews;
     core_param_view views[CORE_MAX_VIEWS];
     /* Batch buffers. */
@@ -116,6 +117,19 @@ void core_model_backward_from(core_model *m, int top, const float *dy, int n, fl
                               int param_grads);
 
 void core_model_zero_grad(core_model *m);
+
+/* Feature extraction: train only the last k parametrised layers (0: all).
+ * Views come in layer order, so the frozen ones are a prefix of the
+ * parameter buffer, params [0, m->frozen): backward computes no gradient
+ * for them (it still passes through them when an input gradient is
+ * wanted) and an optimiser sees only the rest. */
+void core_model_freeze(core_model *m, int k);
+
+/* Start from another model's weights: every tensor of dst is copied from
+ * src's tensor of the same name and shape. The final layer may differ in
+ * its class count only (it keeps dst's fresh initialisation: *reinit set);
+ * any other missing or mis-shaped tensor is an error listing both shapes. */
+int core_model_transfer(core_model *dst, const core_model *src, int *reinit, char *err);
 const core_param_view *core_model_view(const core_model *m, const char *name);
 /* Multiply-adds of one forward pass of one example (for GFLOP/s figures). */
 double core_model_flops(const core_model *m);

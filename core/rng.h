@@ -60,5 +60,6 @@ void core_rng_shuffle(uint64_t seed, uint64_t stream, int *idx, int n);
 #define CORE_STREAM_EVAL (5ULL << 48)    /* + epoch: validation attacks */
 #define CORE_STREAM_GUARD (6ULL << 48)   /* + epoch: fgsm-rs overfitting guard */
 #define CORE_STREAM_USER (7ULL << 48)    /* + anything: evaluation jobs */
+#define CORE_STREAM_AUGMENT (8ULL << 48) /* + view, step and example: augmentation */
 
 #endif

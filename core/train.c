@@ -50,7 +50,7 @@ core_train_cfg core_train_defaults(void)
         .sched = {.kind = CORE_SCHED_ONECYCLE, .step_epochs = 1, .gamma = 0.1f},
         .method = CORE_METHOD_PGD, .norm = CORE_NORM_LINF, .eps = 0.1f, .steps = 7,
         .mix = 1.0f, .trades_beta = 6.0f, .val_size = 1000, .val_robust_size = 500,
-        .co_guard = 1,
+        .co_guard = 1, .augment = core_augment_defaults(),
     };
 }
 
@@ -65,6 +65,11 @@ int core_train_cfg_check(const core_train_cfg *c, char *err)
         return core_errf(err, "invalid epochs '%d' (must be in [1, 100000])", c->epochs);
     if (c->batch < 1 || c->batch > CORE_MAX_BATCH)
         return core_errf(err, "invalid batch '%d' (must be in [1, %d])", c->batch, CORE_MAX_BATCH);
+    if (c->train_last < 0 || c->train_last > CORE_MAX_LAYERS)
+        return core_errf(err, "invalid train_last '%d' (must be in [0, %d])", c->train_last,
+                         CORE_MAX_LAYERS);
+    if (core_augment_check(&c->augment, err))
+        return -1;
     if ((unsigned)c->method > CORE_METHOD_TRADES)
         return core_errf(err, "invalid method '%d'", (int)c->method);
     if (bad_float(c->eps, 0.0f, c->norm == CORE_NORM_LINF ? 1.0f : 1000.0f))
@@ -95,8 +100,11 @@ static int alloc_buffers(core_trainer *t, char *err)
     t->x = core_alloc(sizeof(float) * B * dim);
     t->x_adv = core_alloc(sizeof(float) * B * dim);
     t->y = core_alloc(sizeof(int) * B);
-    t->dlogits = core_alloc(sizeof(float) * B * C);
-    t->probs = core_alloc(sizeof(float) * 2 * B * C);
+    const int views = t->cfg.augment.augmix ? 3 : 1; /* AugMix: the batch and two views */
+    t->dlogits = core_alloc(sizeof(float) * views * B * C);
+    t->probs = core_alloc(sizeof(float) * 3 * B * C);
+    if (views > 1 && !(t->x_mix = core_alloc(sizeof(float) * views * B * dim)))
+        return core_errf(err, "out of memory for AugMix's views");
     if (!t->order || !t->x || !t->x_adv || !t->y || !t->dlogits || !t->probs)
         return core_errf(err, "out of memory for a batch of %d", B);
     if (t->cfg.method == CORE_METHOD_FGSM_RS && t->cfg.co_guard) {
@@ -127,8 +135,9 @@ int core_trainer_create(const core_train_cfg *cfg, const char *model_spec,
         goto fail;
     if (cfg->init != CORE_INIT_HE) /* core_model_create initialised with He */
         core_model_init(t->model, cfg->seed, cfg->init);
-    if (core_model_reserve(t->model, cfg->batch, err) ||
-        core_optim_init(&t->opt, &cfg->opt, t->model->nparams, err) ||
+    core_model_freeze(t->model, cfg->train_last);
+    if (core_model_reserve(t->model, cfg->augment.augmix ? 3 * cfg->batch : cfg->batch, err) ||
+        core_optim_init(&t->opt, &cfg->opt, t->model->nparams - t->model->frozen, err) ||
         core_data_split_make(train->n, cfg->val_size, cfg->seed, &t->split, err) ||
         core_attack_ws_create(t->model, cfg->batch, &t->ws, err) || alloc_buffers(t, err))
         goto fail;
@@ -154,6 +163,7 @@ void core_trainer_free(core_trainer *t)
     core_free(t->y);
     core_free(t->dlogits);
     core_free(t->probs);
+    core_free(t->x_mix);
     core_free(t->snapshot);
     core_free(t->opt_snapshot);
     free(t);
@@ -260,6 +270,46 @@ static float trades_step(core_trainer *t, int n, float eps, int *correct)
     }
     core_model_backward(t->model, t->dlogits, n, NULL, 1);
     return ce + beta * (float)(kl_total / n);
+}
+
+/* AugMix's Jensen-Shannon term on the batch x and its two views:
+ * lambda * JS(p_x, p_1, p_2), JS = mean_i KL(p_i || M), M their mean. Its
+ * gradient with respect to view i's probabilities is lambda (log p_i -
+ * log M) / 3; through the softmax, dz = p (g - <p, g>). Accumulates
+ * parameter gradients; returns the term. */
+static float augmix_step(core_trainer *t, int n, char *err)
+{
+    const core_augment_cfg *a = &t->cfg.augment;
+    const int C = t->model->nclass;
+    const size_t dim = core_shape_size(t->data->shape), per = (size_t)n * dim;
+    memcpy(t->x_mix, t->x, sizeof(float) * per);
+    for (int v = 0; v < 2; v++)
+        if (core_augmix(a, t->x, t->x_mix + (1 + v) * per, n, t->data->shape, t->cfg.seed,
+                        t->progress.step, v, err))
+            return NAN;
+    float *p = t->probs;
+    core_softmax(core_model_forward(t->model, t->x_mix, 3 * n), p, 3 * n, C);
+    double js = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < C; k++) {
+            float pk[3], m = 0.0f;
+            for (int v = 0; v < 3; v++)
+                m += (pk[v] = fmaxf(p[((size_t)v * n + i) * C + k], 1e-12f)) / 3.0f;
+            for (int v = 0; v < 3; v++) {
+                float g = a->augmix_js * (logf(pk[v]) - logf(m)) / 3.0f;
+                js += pk[v] * (logf(pk[v]) - logf(m)) / 3.0;
+                t->dlogits[((size_t)v * n + i) * C + k] = g; /* g first, softmax below */
+            }
+        }
+    for (int r = 0; r < 3 * n; r++) {
+        float *g = t->dlogits + (size_t)r * C, *pr = p + (size_t)r * C, dot = 0.0f;
+        for (int k = 0; k < C; k++)
+            dot += pr[k] * g[k];
+        for (int k = 0; k < C; k++)
+            g[k] = pr[k] * (g[k] - dot) / (float)n;
+    }
+    core_model_backward(t->model, t->dlogits, 3 * n, NULL, 1);
+    return a->augmix_js * (float)(js / n);
 }
 
 static float train_batch(core_trainer *t, int n, float eps, int *correct)
@@ -404,11 +454,17 @@ static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
     for (int b = first; b < bpe; b++) {
         int n = b * B + B <= t->split.ntrain ? B : t->split.ntrain - b * B;
         core_dataset_gather(t->data, t->order + (size_t)b * B, n, t->x, t->y);
+        if (core_augment_batch(&t->cfg.augment, t->x, n, t->data->shape, t->cfg.seed, p->step,
+                               err))
+            return -1;
         core_sched_point sp = sched_at(t, p->step);
         float eps = eps_at(t, p->step);
         int correct = 0;
         float loss = train_batch(t, n, eps, &correct);
-        core_optim_step(&t->opt, t->model->params, t->model->grads, sp.lr, sp.momentum);
+        if (t->cfg.augment.augmix && isnan(loss += augmix_step(t, n, err)))
+            return -1;
+        core_optim_step(&t->opt, t->model->params + t->model->frozen,
+                        t->model->grads + t->model->frozen, sp.lr, sp.momentum);
         p->step++;
         p->loss_sum += (double)loss * n;
         p->correct += correct;
@@ -436,6 +492,17 @@ int core_trainer_run(core_trainer *t, const core_train_hooks *hooks, char *err)
 }
 
 /* ---- checkpoints, evaluation -------------------------------------------- */
+
+int core_trainer_init_from(core_trainer *t, const uint8_t *buf, size_t len, int *reinit,
+                           char *err)
+{
+    core_model *src;
+    if (core_state_model(buf, len, &src, err))
+        return -1;
+    int rc = core_model_transfer(t->model, src, reinit, err);
+    core_model_free(src);
+    return rc;
+}
 
 int core_trainer_save(const core_trainer *t, uint8_t **buf, size_t *len, char *err)
 {

@@ -12,6 +12,13 @@
  *   trades   Zhang et al. 2019: CE(f(x), y) + beta * KL(f(x) || f(x')),
  *            x' maximising the KL from x + 0.001 * N(0, 1)
  *
+ * Transfer: core_trainer_init_from starts from another model's weights;
+ * train_last freezes all but the last K parametrised layers (feature
+ * extraction). Augmentation (augment.h) changes each batch as it is
+ * gathered; the adversary attacks the augmented batch. AugMix adds the
+ * Jensen-Shannon consistency of the batch and two AugMix views to any
+ * method's loss.
+ *
  * Determinism: the batch order of epoch e is a shuffle seeded by (seed, e),
  * attack noise is keyed by the global step, so the same seed and thread
  * count give the same bytes, and a run restored from a checkpoint (which may
@@ -21,6 +28,7 @@
 #define CORE_TRAIN_H
 
 #include "attack.h"
+#include "augment.h"
 #include "data.h"
 #include "optim.h"
 #include "state.h"
@@ -53,6 +61,8 @@ typedef struct {
     int val_robust_size;   /* of those, how many get PGD-20 each epoch */
     int co_guard;          /* fgsm-rs: roll back a catastrophically overfit epoch */
     core_init init;        /* weight initialisation (he) */
+    int train_last;        /* train only the last K parametrised layers (0: all) */
+    core_augment_cfg augment;  /* applied to every training batch (augment.h) */
 } core_train_cfg;
 
 /* Defaults: cnn-small-sized recipe of the PyTorch peer: 2 epochs, batch 128,
@@ -103,6 +113,7 @@ typedef struct {
     int *order;
     float *x, *x_adv, *dlogits, *probs;
     int *y;
+    float *x_mix;           /* AugMix: the batch and its two views, 3 x batch */
     /* fgsm-rs guard: weights and optimiser at the start of the epoch. */
     float *snapshot;
     uint8_t *opt_snapshot;
@@ -114,6 +125,13 @@ typedef struct {
 int core_trainer_create(const core_train_cfg *cfg, const char *model_spec,
                         const core_dataset *train, core_trainer **out, char *err);
 void core_trainer_free(core_trainer *t);
+
+/* Start from a trained model's checkpoint (core/state.h bytes) instead of
+ * the random weights: core_model_transfer's rules; *reinit is set when the
+ * final layer's class count differed and it kept its fresh weights. Call
+ * before training starts. */
+int core_trainer_init_from(core_trainer *t, const uint8_t *buf, size_t len, int *reinit,
+                           char *err);
 
 /* Train until cfg.epochs are done or a hook asks to stop. Returns 0 when
  * training finished, 1 when a hook stopped it, -1 on error. */

@@ -109,6 +109,10 @@ static json_t *job_json(advd *d, const adv_job *j, int with_spec)
                           "started", time_or_null(j->started), "finished",
                           time_or_null(j->finished), "error",
                           j->error ? json_string(j->error) : json_null());
+    if (o && j->init_job)
+        json_object_set_new(o, "init", json_pack("{s:I, s:o, s:o}", "job", (json_int_t)j->init_job,
+                                                 "checkpoint", j->init_ckpt ? json_integer(j->init_ckpt) : json_null(),
+                                                 "checksum", j->init_ckpt ? json_integer(j->init_checksum) : json_null()));
     if (o) {
         json_object_set_new(o, "owner", json_integer(advd_owner_uid(j->owner)));
         json_object_set_new(o, "user", json_string(advd_user_name(d, j->owner)));
@@ -153,7 +157,8 @@ static int insert_job(const call *k, const adv_jobspec *s, int64_t *id)
     char err[CORE_ERRLEN];
     adv_job j = {.kind = s->kind, .priority = s->priority,
                  .parent = s->kind == ADV_JOB_EVAL ? s->eval.job : 0,
-                 .owner = advd_client_uid(k->c), .spec = adv_jobspec_canonical(s)};
+                 .owner = advd_client_uid(k->c), .spec = adv_jobspec_canonical(s),
+                 .init_job = s->kind == ADV_JOB_TRAIN ? s->train.init.job : 0};
     snprintf(j.name, sizeof j.name, "%s", s->name);
     if (!j.spec) {
         fail(k, ADV_E_INTERNAL, "cannot encode the job spec");
@@ -199,6 +204,29 @@ static int train_spec_of(const call *k, const adv_jobspec *s, adv_jobspec *paren
     return 0;
 }
 
+/* A training job's "init" names a training job of the peer's (or one it
+ * may act on); its checkpoint is resolved when the job starts. */
+static int check_init(const call *k, const adv_jobspec *s)
+{
+    if (s->kind != ADV_JOB_TRAIN || !s->train.init.job)
+        return 0;
+    adv_job p;
+    char err[CORE_ERRLEN];
+    int rc = adv_store_job_get(k->d->store, s->train.init.job, &p, err);
+    if (rc == ADV_STORE_NOT_FOUND)
+        return fail(k, ADV_E_NOT_FOUND, "invalid 'init': %s", err), -1;
+    if (rc)
+        return fail_store(k, rc, err), -1;
+    if (check_owner(k, &p, "start a job from"))
+        return -1;
+    rc = p.kind == ADV_JOB_TRAIN ? 0 : -1;
+    if (rc)
+        fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'init': job %lld is not a training job",
+             (long long)p.id);
+    adv_job_clear(&p);
+    return rc;
+}
+
 /* The limits a shared daemon keeps for each user: queued jobs, and the
  * memory a job would need (refused now rather than killed later). */
 static int check_limits(const call *k, const adv_jobspec *s)
@@ -240,7 +268,7 @@ static void cmd_submit(const call *k)
     }
     if (adv_jobspec_parse(adv_request_arg(k->req, "spec"), s, &e)) {
         advd_client_send(k->c, adv_proto_error(k->req->id, &e));
-    } else if (check_limits(k, s) == 0 && insert_job(k, s, &id) == 0) {
+    } else if (check_init(k, s) == 0 && check_limits(k, s) == 0 && insert_job(k, s, &id) == 0) {
         advd_job_event(k->d, id, ADV_STATE_QUEUED, NULL);
         reply(k, json_pack("{s:I, s:s}", "job", (json_int_t)id, "state", "queued"));
         advd_schedule_soon(k->d);

@@ -521,6 +521,30 @@ static int eval_inputs(advd *d, advd_worker *w, const adv_jobspec *s, json_t *ms
     return rc ? -1 : 0;
 }
 
+/* A training job's starting weights (spec "init"), on its first start: the
+ * checkpoint is resolved now, when its job has ended, and kept with the
+ * job (lineage; no longer pruned). */
+static int init_input(advd *d, const adv_job *j, const adv_jobspec *s, json_t *msg, char *err)
+{
+    const adv_init_ref *r = &s->train.init;
+    if (!r->job)
+        return 0;
+    adv_ckpt c;
+    int rc = adv_store_ckpt_find(d->store, r->job, r->ckpt, &c, err);
+    int64_t id = c.id, step;
+    uint32_t sum = c.checksum;
+    if (rc == 0)
+        rc = attach_ckpt(d, msg, "init", r->job, r->ckpt, &id, &step, err);
+    if (rc == 0)
+        rc = adv_store_job_lineage(d->store, j->id, id, sum, err);
+    if (rc == ADV_STORE_NOT_FOUND) {
+        char why[CORE_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
+        return core_errf(err, "invalid 'init': %s", why);
+    }
+    return rc ? -1 : 0;
+}
+
 /* The first line for the worker: the job and what it resumes from. */
 static json_t *job_message(advd *d, advd_worker *w, const adv_job *j, char *err)
 {
@@ -541,7 +565,7 @@ static json_t *job_message(advd *d, advd_worker *w, const adv_job *j, char *err)
     if (s->kind == ADV_JOB_TRAIN) {
         rc = attach_ckpt(d, msg, "resume", j->id, (adv_ckpt_ref){ADV_CKPT_LATEST, 0},
                          &w->last_ckpt, &w->from_step, err);
-        rc = rc == ADV_STORE_NOT_FOUND ? 0 : rc;
+        rc = rc == ADV_STORE_NOT_FOUND ? init_input(d, j, s, msg, err) : rc;
     } else {
         rc = eval_inputs(d, w, s, msg, err);
     }

@@ -21,6 +21,9 @@
  * Version 3 adds ownership and fair share (a shared daemon):
  *   jobs.owner (the submitter's uid; NULL for jobs from before: the
  *        daemon's own user's)
+ *   jobs.init_job, jobs.init_ckpt, jobs.init_checksum: a training job's
+ *        lineage, the job whose checkpoint it started from (init_ckpt set
+ *        when it starts; that checkpoint is never pruned while referred to)
  *   runs(job -> jobs, owner, started, ended (NULL while running)), one row
  *        per time a job ran, kept by two triggers on jobs.state so that no
  *        path that moves a job can forget it; the scheduler's fair share
@@ -113,6 +116,9 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (job, name)) WITHOUT ROWID;",
     /* 2 -> 3 */
     "ALTER TABLE jobs ADD COLUMN owner INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN init_job INTEGER REFERENCES jobs(id);"
+    "ALTER TABLE jobs ADD COLUMN init_ckpt INTEGER REFERENCES checkpoints(id);"
+    "ALTER TABLE jobs ADD COLUMN init_checksum INTEGER;"
     "CREATE INDEX jobs_owner ON jobs (owner, state);"
     "CREATE TABLE runs ("
     "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
@@ -140,7 +146,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
 
 #define JOB_COLS                                                                 \
     "id, kind, name, spec, state, priority, attempts, parent, progress, created, " \
-    "started, finished, error, owner"
+    "started, finished, error, owner, init_job, init_ckpt, init_checksum"
 #define CKPT_COLS "id, job, epoch, step, val_robust_acc, checksum, size, created, " \
                   "id = " BEST_ID
 #define EVAL_COLS "id, job, checkpoint, epoch, step, spec, eps, n, clean_acc, robust_acc, " \
@@ -150,7 +156,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == ADV_STORE_SCHEMA,
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_JOB_EXISTS, S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_STATE, S_JOB_CLAIM,
-    S_JOB_REQUEUE, S_JOB_PROGRESS, S_JOB_QUEUED_BY,
+    S_JOB_REQUEUE, S_JOB_PROGRESS, S_JOB_QUEUED_BY, S_JOB_LINEAGE,
     S_CKPT_PUT, S_CKPT_PRUNE, S_CKPT_LATEST, S_CKPT_BEST, S_CKPT_EPOCH, S_CKPT_LIST,
     S_METRIC_PUT, S_METRIC_GET,
     S_EVAL_CKPT, S_EVAL_PUT, S_EVAL_LIST,
@@ -163,8 +169,8 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_JOB_EXISTS] = "SELECT kind, state FROM jobs WHERE id = ?1",
-    [S_JOB_INSERT] = "INSERT INTO jobs (kind, name, spec, priority, parent, created, owner) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_JOB_INSERT] = "INSERT INTO jobs (kind, name, spec, priority, parent, created, owner,"
+                     " init_job) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [S_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR state = ?1) "
                    "AND (?2 IS NULL OR kind = ?2) AND (?4 IS NULL OR owner IS ?4) "
@@ -191,11 +197,14 @@ static const char *const sql[S_COUNT] = {
         " SELECT j.id FROM jobs j LEFT JOIN recent r ON r.owner IS j.owner"
         " WHERE j.state = 'queued' AND (j.parent IS NULL OR"
         " (SELECT p.state FROM jobs p WHERE p.id = j.parent) NOT IN ('queued', 'running'))"
+        " AND (j.init_job IS NULL OR"
+        " (SELECT p.state FROM jobs p WHERE p.id = j.init_job) NOT IN ('queued', 'running'))"
         " ORDER BY coalesce(r.used, 0), coalesce(r.last, 0), j.priority DESC, j.id LIMIT 1)"
         " RETURNING id",
     [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', started = NULL WHERE state = 'running'",
     [S_JOB_PROGRESS] = "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'running'",
     [S_JOB_QUEUED_BY] = "SELECT count(*) FROM jobs WHERE owner IS ?1 AND state = 'queued'",
+    [S_JOB_LINEAGE] = "UPDATE jobs SET init_ckpt = ?2, init_checksum = ?3 WHERE id = ?1",
     [S_CKPT_PUT] =
         "INSERT INTO checkpoints (job, epoch, step, state, size, checksum, val_robust_acc,"
         " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job, step) DO UPDATE"
@@ -204,7 +213,8 @@ static const char *const sql[S_COUNT] = {
         " created = excluded.created RETURNING id",
     [S_CKPT_PRUNE] =
         "DELETE FROM checkpoints WHERE job = ?1 AND id NOT IN (SELECT id FROM checkpoints"
-        " WHERE job = ?1 ORDER BY step DESC LIMIT ?2) AND id IS NOT " BEST_ID,
+        " WHERE job = ?1 ORDER BY step DESC LIMIT ?2) AND id IS NOT " BEST_ID
+        " AND id NOT IN (SELECT init_ckpt FROM jobs WHERE init_ckpt IS NOT NULL)",
     [S_CKPT_LATEST] = "SELECT " CKPT_COLS ", state FROM checkpoints WHERE job = ?1"
                       " ORDER BY step DESC LIMIT 1",
     [S_CKPT_BEST] = "SELECT " CKPT_COLS ", state FROM checkpoints WHERE id = " BEST_ID,
@@ -495,6 +505,9 @@ static int read_job(sqlite3_stmt *s, adv_job *j, char *err)
     j->finished = sqlite3_column_double(s, 11);
     j->error = dup_text(s, 12);
     j->owner = sqlite3_column_type(s, 13) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 13);
+    j->init_job = sqlite3_column_int64(s, 14);
+    j->init_ckpt = sqlite3_column_int64(s, 15);
+    j->init_checksum = (uint32_t)sqlite3_column_int64(s, 16);
     if (!j->spec || (!j->error && sqlite3_column_type(s, 12) != SQLITE_NULL)) {
         adv_job_clear(j);
         return core_errf(err, "out of memory");
@@ -527,6 +540,8 @@ int adv_store_job_insert(adv_store *st, const adv_job *j, int64_t *id, char *err
     sqlite3_bind_double(s, 6, now());
     if (j->owner >= 0)
         sqlite3_bind_int64(s, 7, j->owner);
+    if (j->init_job)
+        sqlite3_bind_int64(s, 8, j->init_job);
     if (run(st, s, "insert a job", err))
         return undo(st, -1);
     int64_t new_id = sqlite3_last_insert_rowid(st->db);
@@ -627,6 +642,17 @@ int adv_store_job_list(adv_store *st, const adv_job_filter *f, adv_job **out, in
         sqlite3_bind_int64(s, 4, f->owner);
     return collect(st, s, sizeof(adv_job), read_job_v, free_jobs_v, "list jobs", (void **)out,
                    n, err);
+}
+
+int adv_store_job_lineage(adv_store *st, int64_t id, int64_t ckpt, uint32_t checksum, char *err)
+{
+    sqlite3_stmt *s = prep(st, S_JOB_LINEAGE, err);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, ckpt);
+    sqlite3_bind_int64(s, 3, checksum);
+    return run(st, s, "record a job's lineage", err);
 }
 
 int adv_store_jobs_queued_by(adv_store *st, int64_t owner, int *n, char *err)

@@ -56,6 +56,9 @@ typedef struct {
     double created, started, finished;
     char *error;                /* why it failed / was cancelled / requeued; NULL */
     int64_t owner;              /* the submitter's uid; -1: unknown (the daemon's user) */
+    int64_t init_job;           /* train: the job it started from (0: none) */
+    int64_t init_ckpt;          /* and that job's checkpoint, once started (0: not yet) */
+    uint32_t init_checksum;     /* its crc32 */
 } adv_job;
 
 void adv_job_clear(adv_job *j);
@@ -73,6 +76,10 @@ typedef struct {
     int by_owner;   /* only the jobs of owner */
     int64_t owner;
 } adv_job_filter;
+
+/* A training job started from checkpoint ckpt (crc32 checksum) of its
+ * init_job: kept with the job, and that checkpoint is no longer pruned. */
+int adv_store_job_lineage(adv_store *st, int64_t id, int64_t ckpt, uint32_t checksum, char *err);
 
 /* Queued jobs of one owner (-1: those without one). */
 int adv_store_jobs_queued_by(adv_store *st, int64_t owner, int *n, char *err);

@@ -76,9 +76,12 @@ static json_t *metadata(const adv_job *j, const adv_ckpt *c, const core_model *m
     snprintf(buf, sizeof buf, "%d", m->nclass);
     json_object_set_new(md, "classes", json_string(buf));
     json_object_set_new(md, "producer", json_string("advd " ADV_VERSION));
-    const int64_t fields[] = {j->id, c->id, c->epoch, c->step};
-    static const char *const names[] = {"job", "checkpoint", "epoch", "step"};
-    for (int i = 0; i < 4; i++) {
+    /* Lineage: the job and checkpoint (with its crc32) it started from. */
+    const int64_t fields[] = {j->id, c->id, c->epoch, c->step, j->init_job, j->init_ckpt,
+                              j->init_checksum};
+    static const char *const names[] = {"job", "checkpoint", "epoch", "step", "init_job",
+                                        "init_checkpoint", "init_checksum"};
+    for (int i = 0; i < (j->init_ckpt ? 7 : 4); i++) {
         snprintf(buf, sizeof buf, "%lld", (long long)fields[i]);
         json_object_set_new(md, names[i], json_string(buf));
     }

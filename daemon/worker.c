@@ -10,12 +10,15 @@
  *     {"job": ID, "attempt": N, "threads": T, "final_eval_limit": L,
  *      "spec": {canonical spec},
  *      "resume": "<state>"          train: the latest checkpoint, if any
+ *      "init": "<state>"            train: the init job's checkpoint (spec "init")
  *      "parent_spec": {...},        eval: the training job's spec (data set)
  *      "checkpoint": "<state>"}     eval: the checkpoint to evaluate
  *   then, at any time: {"cmd": "stop"}: checkpoint at the next batch
  *   boundary, send it, exit 0 (SIGTERM does the same). EOF on stdin means
  *   the daemon is gone: exit 1 at the next batch boundary, writing nothing
  *   (PR_SET_PDEATHSIG kills a worker whose daemon died in any case).
+ *   A stop while the job is still being set up (data, model, checkpoint)
+ *   ends the worker at once with done "stopped": there is nothing to keep.
  *
  * worker -> daemon, on the worker's stdout (its C stdout is sent to stderr,
  * so that nothing else can write into the protocol):
@@ -44,6 +47,7 @@
 #include "advd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -60,6 +64,11 @@
 
 /* Set by the SIGTERM handler: a signal handler has no other way in. */
 static volatile sig_atomic_t term_requested;
+/* While a job is set up (data loaded, model built, checkpoint read) there
+ * is no boundary at which to look for a stop, and nothing yet that a
+ * checkpoint could keep: a stop then ends the worker at once, from the
+ * signal handler, with "done stopped" on setup_fd (-1: not setting up). */
+static volatile sig_atomic_t setup_fd = -1;
 
 typedef struct {
     int out_fd;               /* messages to the daemon */
@@ -74,10 +83,30 @@ typedef struct {
     char err[CORE_ERRLEN];
 } worker;
 
+static void stop_in_setup(void)
+{
+    static const char done[] = "{\"type\":\"done\",\"status\":\"stopped\"}\n";
+    int fd = setup_fd;
+    if (fd < 0)
+        return;
+    if (write(fd, done, sizeof done - 1) < 0)
+        _exit(1);
+    _exit(0);
+}
+
 static void on_term(int sig)
 {
     (void)sig;
     term_requested = 1;
+    stop_in_setup();
+}
+
+/* SIGIO: the daemon wrote on stdin (O_ASYNC, during set-up only). After the
+ * job line it only ever sends stop, or closes the pipe: both end the job. */
+static void on_input(int sig)
+{
+    (void)sig;
+    stop_in_setup();
 }
 
 /* ------------------------------------------------------------ messages */
@@ -186,6 +215,26 @@ static int should_stop(worker *w)
         _exit(1);
     }
     return w->stop || term_requested;
+}
+
+/* Set-up: a stop arrives as SIGIO (or SIGTERM) and ends the worker at once. */
+static void setup_begin(worker *w)
+{
+    int fl = fcntl(0, F_GETFL);
+    setup_fd = w->out_fd;
+    if (fl < 0 || fcntl(0, F_SETOWN, getpid()) || fcntl(0, F_SETFL, fl | O_ASYNC))
+        fprintf(stderr, "advd worker: cannot watch for a stop during set-up: %s\n",
+                strerror(errno));
+    if (should_stop(w)) /* one that came before */
+        stop_in_setup();
+}
+
+static void setup_end(void)
+{
+    setup_fd = -1;
+    int fl = fcntl(0, F_GETFL);
+    if (fl >= 0)
+        fcntl(0, F_SETFL, fl & ~O_ASYNC);
 }
 
 /* ------------------------------------------------------------- training */
@@ -317,16 +366,24 @@ static int run_train(worker *w)
 {
     const adv_train_spec *ts = &w->spec->train;
     core_dataset tr = {0};
-    uint8_t *resume = NULL;
-    size_t rlen = 0;
-    int rc = -1;
+    uint8_t *resume = NULL, *init = NULL;
+    size_t rlen = 0, ilen = 0;
+    int rc = -1, reinit = 0;
     core_train_hooks hooks = {.on_batch = on_batch, .on_epoch = on_epoch, .ctx = w};
-    if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TRAIN, ts->train_limit, &tr,
-                          w->err) ||
-        core_trainer_create(&ts->cfg, ts->model, &tr, &w->t, w->err) ||
-        job_bytes(w, "resume", &resume, &rlen))
-        goto out;
-    if (resume && core_trainer_load(w->t, resume, rlen, w->err))
+    setup_begin(w);
+    /* A retry resumes from its own checkpoint; only a first start takes
+     * the init job's weights. */
+    int failed = core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TRAIN, ts->train_limit,
+                                   &tr, w->err) ||
+                 core_trainer_create(&ts->cfg, ts->model, &tr, &w->t, w->err) ||
+                 job_bytes(w, "resume", &resume, &rlen) || job_bytes(w, "init", &init, &ilen) ||
+                 (resume && core_trainer_load(w->t, resume, rlen, w->err)) ||
+                 (!resume && init && core_trainer_init_from(w->t, init, ilen, &reinit, w->err));
+    setup_end();
+    if (reinit)
+        fprintf(stderr, "advd worker: the final layer has %d classes, not the init model's: "
+                        "it starts from fresh weights\n", w->t->model->nclass);
+    if (failed)
         goto out;
     w->last_ckpt_step = resume ? w->t->progress.step : -1;
     send_progress(w, 0.0, NAN);
@@ -346,6 +403,7 @@ static int run_train(worker *w)
     rc = 0;
 out:
     free(resume);
+    free(init);
     core_trainer_free(w->t);
     w->t = NULL;
     core_dataset_free(&tr);
@@ -548,7 +606,10 @@ static int run_eval(worker *w, const adv_jobspec *parent)
     double acc[ADV_EPS_MAX];
     uint8_t *surv[ADV_EPS_MAX] = {0};
     int np = 0, rc = -1;
-    if (eval_setup(w, parent, &r) ||
+    setup_begin(w);
+    int failed = eval_setup(w, parent, &r);
+    setup_end();
+    if (failed ||
         core_evaluate(r.m, r.ws, &r.te, r.idx, r.n, r.batch, NULL, 0, &clean, w->err))
         goto out;
     for (int i = 0; i < es->neps; i++) {
@@ -632,6 +693,7 @@ int advd_worker_main(void)
     signal(SIGINT, SIG_IGN); /* a terminal's ^C is the daemon's to handle */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
+    signal(SIGIO, on_input);
     w.out_fd = dup(1);
     if (w.out_fd < 0 || dup2(2, 1) < 0) {
         fprintf(stderr, "advd worker: cannot set up the pipes: %s\n", strerror(errno));

@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#include "core/corrupt.h"
 #include "core/units.h"
 
 #include <errno.h>
@@ -116,7 +117,8 @@ CORE_ENUM(target, int, core_surrogate_target_parse, core_surrogate_target_name)
 
 /* ------------------------------------------------------------ the tables */
 
-typedef enum { F_INT, F_I64, F_FLOAT, F_BOOL, F_STR, F_ENUM, F_CKPT, F_EPS } ftype;
+typedef enum { F_INT, F_I64, F_FLOAT, F_BOOL, F_STR, F_ENUM, F_CKPT, F_EPS, F_INIT, F_LAYERS,
+               F_FAMILIES } ftype;
 
 enum {
     FL_REQUIRED = 1,
@@ -173,6 +175,18 @@ static const field train_fields[] = {
     {"seed", F_I64, OFF(train.cfg.seed), 0, I64_MAX, 0, NULL},
     {"checkpoint_every", F_INT, OFF(train.checkpoint_every), 1, 100000, 0, NULL},
     {"keep_checkpoints", F_INT, OFF(train.keep_checkpoints), 1, 1000, 0, NULL},
+    {"init", F_INIT, OFF(train.init), 0, 0, 0, NULL},
+    {"train_layers", F_LAYERS, OFF(train.cfg.train_last), 0, CORE_MAX_LAYERS, 0, NULL},
+    {"augment_crop", F_INT, OFF(train.cfg.augment.crop), 0, 64, 0, NULL},
+    {"augment_flip", F_BOOL, OFF(train.cfg.augment.flip), 0, 0, 0, NULL},
+    {"augment_brightness", F_FLOAT, OFF(train.cfg.augment.brightness), 0, 1, 0, NULL},
+    {"augment_contrast", F_FLOAT, OFF(train.cfg.augment.contrast), 0, 1, 0, NULL},
+    {"augment_noise", F_FLOAT, OFF(train.cfg.augment.noise), 0, 1, 0, NULL},
+    {"augment_corruptions", F_FAMILIES, OFF(train.cfg.augment.corruptions), 0, 0, 0, NULL},
+    {"augment_severity", F_INT, OFF(train.cfg.augment.corrupt_severity), 1, 5, 0, NULL},
+    {"augment_prob", F_FLOAT, OFF(train.cfg.augment.corrupt_prob), 0, 1, FL_LO_OPEN, NULL},
+    {"augmix", F_BOOL, OFF(train.cfg.augment.augmix), 0, 0, 0, NULL},
+    {"augmix_js", F_FLOAT, OFF(train.cfg.augment.augmix_js), 0, 1000, 0, NULL},
 };
 
 static const field eval_fields[] = {
@@ -356,6 +370,73 @@ static int parse_eps(const field *f, const json_t *v, adv_jobspec *s, adv_error 
     return 0;
 }
 
+/* {"job": N, "checkpoint": "best"|"latest"|EPOCH} or null (none). */
+static int parse_init(const field *f, const json_t *v, adv_jobspec *s, adv_error *e)
+{
+    adv_init_ref *r = at(s, f);
+    *r = (adv_init_ref){0, {ADV_CKPT_LATEST, 0}};
+    if (json_is_null(v))
+        return 0;
+    const json_t *job = json_object_get(v, "job"), *ck = json_object_get(v, "checkpoint");
+    if (!json_is_object(v) || !json_is_integer(job) || json_integer_value(job) < 1 ||
+        json_object_size(v) != 1u + (ck != NULL))
+        return bad(e, f->name, "{\"job\": N, \"checkpoint\": \"best\"|\"latest\"|EPOCH}", v);
+    r->job = (int64_t)json_integer_value(job);
+    return ck ? adv_ckpt_ref_parse(ck, "init.checkpoint", &r->ckpt, e) : 0;
+}
+
+/* "all" (0), "last" (1) or "last:K". */
+static int parse_layers(const field *f, const json_t *v, adv_jobspec *s, adv_error *e)
+{
+    const char *t = json_string_value(v);
+    char *end;
+    long k = -1;
+    if (t && !strcmp(t, "all"))
+        k = 0;
+    else if (t && !strcmp(t, "last"))
+        k = 1;
+    else if (t && !strncmp(t, "last:", 5) && t[5] >= '0' && t[5] <= '9')
+        k = strtol(t + 5, &end, 10), k = *end ? -1 : k;
+    if (k < 0 || k > f->hi || (t && !strncmp(t, "last:", 5) && k == 0))
+        return bad(e, f->name, "'all', 'last' or 'last:K' (K in [1, 64])", v);
+    *(int *)at(s, f) = (int)k;
+    return 0;
+}
+
+static void layers_name(int k, char *out, size_t len)
+{
+    if (k <= 1)
+        snprintf(out, len, "%s", k ? "last" : "all");
+    else
+        snprintf(out, len, "last:%d", k);
+}
+
+/* A list of corruption families: "contrast,gaussian_blur", "all" or "". */
+static int parse_families(const field *f, const json_t *v, adv_jobspec *s, adv_error *e)
+{
+    const char *t = json_string_value(v);
+    char err[CORE_ERRLEN];
+    unsigned *set = at(s, f);
+    if (!t || strlen(t) > 200)
+        return bad(e, f->name, "corruption names separated by commas, or 'all'", v);
+    if (!*t)
+        return *set = 0, 0;
+    if (core_corruption_set_parse(t, set, err))
+        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid '%s': %s", f->name, err);
+    return 0;
+}
+
+static json_t *families_json(unsigned set)
+{
+    char buf[256] = "";
+    size_t o = 0;
+    for (int c = 0; c < CORE_NCORRUPTIONS; c++)
+        if (set >> c & 1)
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", o ? "," : "",
+                                  core_corruption_name((core_corruption)c));
+    return json_string(buf);
+}
+
 static int parse_field(const field *f, const json_t *v, adv_jobspec *s, adv_error *e)
 {
     switch (f->type) {
@@ -377,6 +458,12 @@ static int parse_field(const field *f, const json_t *v, adv_jobspec *s, adv_erro
         return adv_ckpt_ref_parse(v, f->name, (adv_ckpt_ref *)at(s, f), e);
     case F_EPS:
         return parse_eps(f, v, s, e);
+    case F_INIT:
+        return parse_init(f, v, s, e);
+    case F_LAYERS:
+        return parse_layers(f, v, s, e);
+    case F_FAMILIES:
+        return parse_families(f, v, s, e);
     }
     return adv_errorf(e, ADV_E_INTERNAL, "unknown field type for '%s'", f->name);
 }
@@ -711,6 +798,19 @@ static json_t *encode_field(const field *f, const adv_jobspec *s)
             json_array_append_new(a, json_real(adv_float_json(s->eval.eps[i])));
         return a;
     }
+    case F_INIT: {
+        const adv_init_ref *r = p;
+        return r->job ? json_pack("{s:I, s:o}", "job", (json_int_t)r->job, "checkpoint",
+                                  adv_ckpt_ref_json(r->ckpt))
+                      : json_null();
+    }
+    case F_LAYERS: {
+        char buf[32];
+        layers_name(*(const int *)p, buf, sizeof buf);
+        return json_string(buf);
+    }
+    case F_FAMILIES:
+        return families_json(*(const unsigned *)p);
     }
     return json_null();
 }

@@ -230,6 +230,12 @@ int adv_base64_decode(const char *s, size_t len, uint8_t **out, size_t *n, adv_e
 #define ADV_DATASET_MAX 4200
 #define ADV_EPS_MAX 16
 
+/* A training job's starting point: another job's checkpoint (job 0: none). */
+typedef struct {
+    int64_t job;
+    adv_ckpt_ref ckpt;
+} adv_init_ref;
+
 /* kind "train". */
 typedef struct {
     char dataset[ADV_DATASET_MAX];  /* as given: "fashion-mnist", "cifar10:/d" */
@@ -242,6 +248,7 @@ typedef struct {
     int train_limit;                /* 0: the whole training split */
     int checkpoint_every;           /* epochs between checkpoints */
     int keep_checkpoints;           /* the last K are kept (plus the best) */
+    adv_init_ref init;              /* start from this checkpoint's weights */
 } adv_train_spec;
 
 /* kind "eval": attacks (or a suite) on a checkpoint of a training job. */

@@ -148,7 +148,9 @@ START_TEST(test_schema_migrates_from_v1)
     int64_t id = add_job(st, ADV_JOB_TRAIN, "old", 0, 0);
     raw_exec("DROP TABLE reports; DROP TABLE images; DROP TRIGGER runs_start;"
              "DROP TRIGGER runs_end; DROP TABLE runs; DROP INDEX jobs_owner;"
-             "ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 1");
+             "CREATE TABLE v1 AS SELECT id, kind, name, spec, state, priority, parent, progress,"
+             " attempts, error, created, started, finished FROM jobs;"
+             "DROP TABLE jobs; ALTER TABLE v1 RENAME TO jobs; PRAGMA user_version = 1");
     st = reopen(st);
     ck_assert_int_eq(raw_int("PRAGMA user_version"), 3);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name IN "
