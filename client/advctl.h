@@ -117,6 +117,11 @@ void ctl_print_reports(const json_t *reports);
  * scaling, saliency top-k overlap under random and adversarial deltas. */
 #define CTL_SUMMARY 7   /* ..., surrogate R^2, maps flagged by randomisation */
 void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY]);
+/* The data of the latest report of kind among reports, or NULL. */
+const json_t *ctl_latest_report(const json_t *reports, const char *kind);
+/* compare: per-family corruption accuracy of several jobs side by side;
+ * rows: [{"job": id, "data": corruptions report data or null}...]. */
+void ctl_print_family_table(const json_t *rows);
 int cmd_export(ctl *c, int argc, char **argv);
 
 /* images.c: the bytes of one entry {"name", "data"} of an `images`

@@ -8,6 +8,7 @@
  * left to --json.
  */
 #include "client/advctl.h"
+#include "core/corrupt.h"
 
 #include <math.h>
 #include <string.h>
@@ -51,20 +52,27 @@ static void print_calibration(long long job, const json_t *d)
     calibration_row("adversarial", json_object_get(d, "adversarial"));
 }
 
+/* Families the training job augmented with are marked, and held out of
+ * the mean unless it saw them all. */
 static void print_corruptions(long long job, const json_t *d)
 {
+    double held = number(d, "held_out");
     printf("\ncorruptions (job %lld): %.0f examples, clean %.1f%%, mean corruption accuracy "
-           "%.1f%%\n",
+           "%.1f%%",
            job, number(d, "n"), 100 * number(d, "clean_accuracy"),
            100 * number(d, "mean_accuracy"));
-    printf("  %-16s %6s %6s %6s %6s %6s\n", "CORRUPTION", "S1", "S2", "S3", "S4", "S5");
+    if (held > 0 && held < CORE_NCORRUPTIONS)
+        printf(" over the %.0f families held out of training (all: %.1f%%)", held,
+               100 * number(d, "mean_accuracy_all"));
+    printf("\n  %-16s %6s %6s %6s %6s %6s\n", "CORRUPTION", "S1", "S2", "S3", "S4", "S5");
     size_t i, s;
     json_t *c, *a;
     json_array_foreach(json_object_get(d, "corruptions"), i, c) {
         printf("  %-16s", text(c, "name"));
         json_array_foreach(json_object_get(c, "accuracy"), s, a)
             printf(" %5.1f%%", 100 * json_number_value(a));
-        printf("\n");
+        printf("%s\n", json_is_true(json_object_get(c, "seen_in_training"))
+                           ? "  (seen in training)" : "");
     }
 }
 
@@ -194,6 +202,55 @@ static double flagged_methods(const json_t *methods)
     json_object_foreach((json_t *)methods, name, m)
         n += json_is_true(json_object_get(json_object_get(m, "randomisation"), "flagged"));
     return n;
+}
+
+const json_t *ctl_latest_report(const json_t *reports, const char *kind)
+{
+    size_t i;
+    json_t *r;
+    const json_t *found = NULL;
+    json_array_foreach(reports, i, r) if (!strcmp(text(r, "kind"), kind)) found =
+        json_object_get(r, "data");
+    return found;
+}
+
+/* Mean over severities of family f of a corruptions report, or NaN. */
+static double family_mean(const json_t *d, size_t f, int *seen)
+{
+    const json_t *c = json_array_get(json_object_get(d, "corruptions"), f);
+    size_t s;
+    json_t *a;
+    double sum = 0.0;
+    *seen = json_is_true(json_object_get(c, "seen_in_training"));
+    json_array_foreach(json_object_get(c, "accuracy"), s, a) sum += json_number_value(a);
+    return c && s ? sum / (double)s : NAN;
+}
+
+void ctl_print_family_table(const json_t *rows)
+{
+    size_t j, n = json_array_size(rows);
+    json_t *row;
+    int any = 0;
+    json_array_foreach(rows, j, row) any |= json_is_object(json_object_get(row, "data"));
+    if (!any)
+        return;
+    printf("\ncorruption accuracy per family (mean of severities 1-5; * seen in training):\n");
+    printf("  %-16s", "FAMILY");
+    json_array_foreach(rows, j, row) printf(" %9s%-3lld", "job ", (long long)json_integer_value(
+                                                                   json_object_get(row, "job")));
+    printf("\n");
+    for (size_t f = 0; f < CORE_NCORRUPTIONS; f++) {
+        printf("  %-16s", core_corruption_name((core_corruption)f));
+        for (j = 0; j < n; j++) {
+            int seen = 0;
+            double v = family_mean(json_object_get(json_array_get(rows, j), "data"), f, &seen);
+            if (isnan(v))
+                printf(" %12s", "-");
+            else
+                printf(" %10.1f%%%s", 100 * v, seen ? "*" : " ");
+        }
+        printf("\n");
+    }
 }
 
 void ctl_report_summary(const json_t *reports, double out[CTL_SUMMARY])

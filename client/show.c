@@ -604,7 +604,7 @@ static void cell(double v, int percent, char *buf, size_t len)
         snprintf(buf, len, percent ? "%.1f%%" : "%.3f", percent ? 100 * v : v);
 }
 
-static int compare_one(ctl *c, int64_t job, json_t *all)
+static int compare_one(ctl *c, int64_t job, json_t *all, json_t *families)
 {
     static const char *const keys[] = {"val_clean_acc", "val_robust_acc", "test_clean_acc",
                                        "test_pgd20_acc"};
@@ -624,6 +624,9 @@ static int compare_one(ctl *c, int64_t job, json_t *all)
         char b[4 + CTL_SUMMARY][16];
         last_metrics(json_object_get(mx, "metrics"), keys, 4, v);
         ctl_report_summary(json_object_get(res, "reports"), v + 4);
+        const json_t *corr = ctl_latest_report(json_object_get(res, "reports"), "corruptions");
+        json_array_append_new(families, json_pack("{s:I, s:O?}", "job", (json_int_t)job, "data",
+                                                  corr));
         for (int k = 0; k < 4 + CTL_SUMMARY; k++)
             cell(v[k], k < 5 || k == 7 || k == 8, b[k], sizeof b[k]);
         if (!isnan(v[10]))   /* a count */
@@ -646,7 +649,7 @@ int cmd_compare(ctl *c, int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (ctl_parse_job(argv[i], &job))
             return ctl_usage("compare", "invalid JOB '%s': expected a job id", argv[i]);
-    json_t *all = json_array();
+    json_t *all = json_array(), *families = json_array();
     if (!c->json)
         printf("%-6s %-10s %9s %10s %10s %11s %7s %6s %6s %10s %8s %7s %7s  %s\n", "JOB",
                "STATE", "VAL_CLEAN", "VAL_ROBUST", "TEST_CLEAN", "TEST_PGD20", "CORRUPT", "ECE",
@@ -654,10 +657,13 @@ int cmd_compare(ctl *c, int argc, char **argv)
     int rc = 0;
     for (int i = 1; i < argc && !rc; i++) {
         ctl_parse_job(argv[i], &job);
-        rc = compare_one(c, job, all);
+        rc = compare_one(c, job, all, families);
     }
     if (!rc && c->json)
         ctl_print_json(all);
+    else if (!rc)
+        ctl_print_family_table(families);
     json_decref(all);
+    json_decref(families);
     return rc;
 }

@@ -514,6 +514,82 @@ START_TEST(test_train_watch_eval)
 }
 END_TEST
 
+static void expect_succeeded(int64_t job)
+{
+    json_t *ev = watch_to_end(job, 120, NULL);
+    ck_assert_msg(!strcmp(state_str(ev), "succeeded"), "job %lld ended %s: %s", (long long)job,
+                  state_str(ev), json_string_value(json_object_get(ev, "error")));
+    json_decref(ev);
+}
+
+/* A fine-tune from another job: its lineage in status and in the exported
+ * metadata; the parent's checkpoint it started from outlives pruning. A
+ * corruption family seen in training is held out of the score. */
+START_TEST(test_init_and_heldout)
+{
+    start_daemon_with(NULL);
+    client *c = cl_open();
+    int64_t parent = submit(c, LONG_JOB(3));
+    char spec[1024];
+    snprintf(spec, sizeof spec,
+             "{\"kind\":\"train\",\"model\":\"" TINY_MODEL "\",\"epochs\":1,"
+             "\"train_limit\":256,\"val_size\":64,\"val_robust_size\":32,\"batch\":64,"
+             "\"steps\":2,\"init\":{\"job\":%lld,\"checkpoint\":2},\"train_layers\":\"last\","
+             "\"augment_corruptions\":\"contrast\",\"augment_prob\":1}", (long long)parent);
+    int64_t child = submit(c, spec); /* it waits for its parent to end */
+    expect_succeeded(parent);
+    expect_succeeded(child);
+    json_t *r = call_job(c, "status", child);
+    const json_t *init = json_object_get(result_of(r), "init");
+    ck_assert_int_eq(json_integer_value(json_object_get(init, "job")), parent);
+    ck_assert(json_is_integer(json_object_get(init, "checkpoint")));
+    int64_t ck = json_integer_value(json_object_get(init, "checkpoint"));
+    json_decref(r);
+    size_t n;
+    uint8_t *st = pull_export(c, child, "safetensors", 0, &n);
+    uint64_t hlen;
+    memcpy(&hlen, st, 8);
+    json_t *h = json_loadb((const char *)st + 8, hlen, 0, NULL);
+    json_t *md = json_object_get(h, "__metadata__");
+    char want[32];
+    snprintf(want, sizeof want, "%lld", (long long)ck);
+    ck_assert_str_eq(json_string_value(json_object_get(md, "init_checkpoint")), want);
+    json_decref(h);
+    free(st);
+    /* Evaluate with corruptions: contrast is marked and held out. */
+    snprintf(spec, sizeof spec, "{\"kind\":\"eval\",\"job\":%lld,\"limit\":32,\"steps\":2,"
+                                "\"corruptions\":true,\"calibration\":false}", (long long)child);
+    int64_t ev = submit(c, spec);
+    expect_succeeded(ev);
+    r = call_job(c, "results", ev);
+    const json_t *reports = json_object_get(result_of(r), "reports"), *rep, *fam;
+    size_t i, f;
+    int checked = 0;
+    json_array_foreach(reports, i, rep) {
+        if (strcmp(json_string_value(json_object_get(rep, "kind")), "corruptions"))
+            continue;
+        const json_t *d = json_object_get(rep, "data");
+        ck_assert_int_eq(json_integer_value(json_object_get(d, "held_out")), 8);
+        double held = 0.0;
+        json_array_foreach(json_object_get(d, "corruptions"), f, fam) {
+            int seen = json_is_true(json_object_get(fam, "seen_in_training"));
+            ck_assert_int_eq(seen, !strcmp(json_string_value(json_object_get(fam, "name")),
+                                           "contrast"));
+            size_t s;
+            json_t *a;
+            json_array_foreach(json_object_get(fam, "accuracy"), s, a) held +=
+                seen ? 0.0 : json_number_value(a);
+        }
+        ck_assert_double_eq_tol(json_number_value(json_object_get(d, "mean_accuracy")),
+                                held / 40.0, 1e-9);
+        checked++;
+    }
+    ck_assert_int_eq(checked, 1);
+    json_decref(r);
+    cl_close(c);
+}
+END_TEST
+
 START_TEST(test_cancel)
 {
     start_daemon_with(NULL);
@@ -878,6 +954,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, test_other_uid_refused);
     tcase_add_test(tc, test_train_watch_eval);
     tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_init_and_heldout);
     tcase_add_test(tc, test_cancel_grace_kill);
     tcase_add_test(tc, test_sigterm_restart);
     tcase_add_test(tc, test_kill9_daemon);
