@@ -16,24 +16,9 @@
 
 #define SMALL "conv8k3p1 relu maxpool2 conv16k3p1 relu maxpool2 fc32 relu fc10"
 
-static core_dataset train_set, test_set;
-
-static void load_data(void)
-{
-    char err[CORE_ERRLEN], dir[4096];
-    core_data_format fmt;
-    ck_assert(core_data_resolve("fashion-mnist", &fmt, dir, err) == 0);
-    ck_assert_msg(core_dataset_load(fmt, dir, CORE_SPLIT_TRAIN, 1000, &train_set, err) == 0, "%s",
-                  err);
-    ck_assert_msg(core_dataset_load(fmt, dir, CORE_SPLIT_TEST, 200, &test_set, err) == 0, "%s",
-                  err);
-}
-
-static void free_data(void)
-{
-    core_dataset_free(&train_set);
-    core_dataset_free(&test_set);
-}
+#define FASHION_TRAIN 1000
+#define FASHION_TEST 200
+#include "fashion.h"
 
 static core_train_cfg small_cfg(core_method method, uint64_t seed)
 {
