@@ -370,13 +370,12 @@ static int parse_eps(const field *f, const json_t *v, adv_jobspec *s, adv_error 
     return 0;
 }
 
-/* {"job": N, "checkpoint": "best"|"latest"|EPOCH} or null (none). */
+/* {"job": N, "checkpoint": "best"|"latest"|EPOCH}; absent: none (the
+ * canonical spec leaves it out then). */
 static int parse_init(const field *f, const json_t *v, adv_jobspec *s, adv_error *e)
 {
     adv_init_ref *r = at(s, f);
     *r = (adv_init_ref){0, {ADV_CKPT_LATEST, 0}};
-    if (json_is_null(v))
-        return 0;
     const json_t *job = json_object_get(v, "job"), *ck = json_object_get(v, "checkpoint");
     if (!json_is_object(v) || !json_is_integer(job) || json_integer_value(job) < 1 ||
         json_object_size(v) != 1u + (ck != NULL))
@@ -685,6 +684,7 @@ static void defaults(adv_jobspec *s)
         t->cfg = core_train_defaults();
         t->checkpoint_every = 1;
         t->keep_checkpoints = 3;
+        t->init.ckpt.which = ADV_CKPT_LATEST;
     } else {
         adv_eval_spec *ev = &s->eval;
         ev->checkpoint.which = ADV_CKPT_LATEST;
@@ -706,7 +706,7 @@ static void defaults(adv_jobspec *s)
         core_surrogate_cfg sc = core_surrogate_defaults();
         core_explain_methods_format(CORE_EXPLAIN_ALL, ev->explain_methods,
                                     sizeof ev->explain_methods);
-        ev->method_limit = 32;
+        ev->method_limit = 16;
         ev->gaussian_samples = sc.gaussian_samples;
         ev->gaussian_sigma = sc.sigma;
         ev->lime_samples = sc.lime_samples;
@@ -802,7 +802,7 @@ static json_t *encode_field(const field *f, const adv_jobspec *s)
         const adv_init_ref *r = p;
         return r->job ? json_pack("{s:I, s:o}", "job", (json_int_t)r->job, "checkpoint",
                                   adv_ckpt_ref_json(r->ckpt))
-                      : json_null();
+                      : NULL;
     }
     case F_LAYERS: {
         char buf[32];
@@ -826,7 +826,9 @@ json_t *adv_jobspec_json(const adv_jobspec *s)
         if (s->kind == ADV_JOB_EVAL &&
             (((t[i].flags & FL_ATTACK) && suite) || ((t[i].flags & FL_SUITE) && !suite)))
             continue;
-        json_object_set_new(o, t[i].name, encode_field(&t[i], s));
+        json_t *v = encode_field(&t[i], s);
+        if (v) /* NULL: an optional key left out */
+            json_object_set_new(o, t[i].name, v);
     }
     return o;
 }

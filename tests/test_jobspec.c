@@ -10,6 +10,7 @@
  */
 #include "proto/proto.h"
 #include "testutil.h"
+#include "core/corrupt.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -111,7 +112,11 @@ START_TEST(test_train_defaults)
                         "\"alpha\":0.0,\"steps\":7,\"mix\":1.0,\"trades_beta\":6.0,"
                         "\"eps_ramp\":0,\"co_guard\":true,\"train_limit\":0,\"val_size\":1000,"
                         "\"val_robust_size\":500,\"seed\":0,\"checkpoint_every\":1,"
-                        "\"keep_checkpoints\":3}");
+                        "\"keep_checkpoints\":3,\"train_layers\":\"all\",\"augment_crop\":0,"
+                        "\"augment_flip\":false,\"augment_brightness\":0.0,"
+                        "\"augment_contrast\":0.0,\"augment_noise\":0.0,"
+                        "\"augment_corruptions\":\"\",\"augment_severity\":3,"
+                        "\"augment_prob\":0.5,\"augmix\":false,\"augmix_js\":12.0}");
     free(c);
 }
 END_TEST
@@ -452,6 +457,39 @@ START_TEST(test_fuzz_specs)
 }
 END_TEST
 
+/* init, train_layers and the augmentation keys: parsed, canonical, and
+ * refused with the key named. */
+START_TEST(test_transfer_keys)
+{
+    adv_jobspec s;
+    expect_ok("{\"kind\":\"train\",\"init\":{\"job\":4,\"checkpoint\":\"best\"},"
+              "\"train_layers\":\"last:2\",\"augment_corruptions\":\"contrast,rotate\","
+              "\"augmix\":true}", &s);
+    ck_assert_int_eq(s.train.init.job, 4);
+    ck_assert_int_eq(s.train.init.ckpt.which, ADV_CKPT_BEST);
+    ck_assert_int_eq(s.train.cfg.train_last, 2);
+    ck_assert_uint_eq(s.train.cfg.augment.corruptions,
+                      1u << CORE_CORRUPT_CONTRAST | 1u << CORE_CORRUPT_ROTATE);
+    char *c = adv_jobspec_canonical(&s);
+    ck_assert_ptr_nonnull(strstr(c, "\"init\":{\"job\":4,\"checkpoint\":\"best\"}"));
+    ck_assert_ptr_nonnull(strstr(c, "\"train_layers\":\"last:2\""));
+    ck_assert_ptr_nonnull(strstr(c, "\"augment_corruptions\":\"contrast,rotate\""));
+    free(c);
+    expect_ok("{\"kind\":\"train\",\"init\":{\"job\":4},\"train_layers\":\"last\"}", &s);
+    ck_assert_int_eq(s.train.init.ckpt.which, ADV_CKPT_LATEST);
+    ck_assert_int_eq(s.train.cfg.train_last, 1);
+    expect_bad("{\"kind\":\"train\",\"init\":{\"job\":0}}", "invalid 'init'");
+    expect_bad("{\"kind\":\"train\",\"init\":{\"job\":3,\"x\":1}}", "invalid 'init'");
+    expect_bad("{\"kind\":\"train\",\"init\":{\"job\":3,\"checkpoint\":\"first\"}}",
+               "invalid 'init.checkpoint'");
+    expect_bad("{\"kind\":\"train\",\"train_layers\":\"last:0\"}", "invalid 'train_layers'");
+    expect_bad("{\"kind\":\"train\",\"train_layers\":\"first\"}", "invalid 'train_layers'");
+    expect_bad("{\"kind\":\"train\",\"augment_corruptions\":\"fog\"}",
+               "invalid 'augment_corruptions': unknown corruption 'fog'");
+    expect_bad("{\"kind\":\"train\",\"augment_severity\":6}", "invalid 'augment_severity'");
+}
+END_TEST
+
 static Suite *suite_jobspec(void)
 {
     Suite *s = suite_create("jobspec");
@@ -468,6 +506,7 @@ static Suite *suite_jobspec(void)
     tcase_add_test(tc, test_dataset_errors);
     tcase_add_test(tc, test_model_errors);
     tcase_add_test(tc, test_fuzz_specs);
+    tcase_add_test(tc, test_transfer_keys);
     suite_add_tcase(s, tc);
     return s;
 }
