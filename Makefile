@@ -1,11 +1,14 @@
 # advd - adversarial-training service.
 #
 #   make            build bin/ (installs missing Debian packages first, as root):
-#                   bin/advbench, the daemon bin/advd and its client bin/advctl
+#                   bin/advbench, the daemon bin/advd, its client bin/advctl and
+#                   bin/advload (the daemon's loop under load)
 #   make demo       start advd, PGD-train cnn-small, evaluate it with APGD-CE (scripts/demo.sh)
-#   make check      build and run every Check test
+#   make check      build and run every Check test and the Python client's (pytest)
+#   make check-browser  only advctl report's test (tidy, headless Chromium)
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
-#   make bench      side-by-side throughput against ../shared/peers/torch_peer.py
+#   make bench      side-by-side throughput against ../shared/peers/torch_peer.py,
+#                   then advd under load (scripts/bench-load.sh)
 #   make deps       install missing Debian packages
 #   PORTABLE=1      build for any x86-64-v3 machine instead of -march=native
 #   GEMM=openblas   use OpenBLAS's sgemm instead of core/gemm.c's kernels
@@ -18,7 +21,8 @@
 ifeq ($(ADV_INNER),)
 GOALS    := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
 NO_DEPS  := clean uninstall
-DEPS_FOR := $(strip $(filter bench,$(GOALS)) $(filter fuzz,$(GOALS)) $(filter deb,$(GOALS)))
+DEPS_FOR := $(strip $(filter bench,$(GOALS)) $(filter fuzz,$(GOALS)) $(filter deb,$(GOALS)) \
+              $(if $(filter check check-asan check-browser,$(GOALS)),report))
 .PHONY: $(GOALS) adv-outer
 adv-outer:
 ifneq ($(filter-out $(NO_DEPS),$(GOALS)),)
@@ -76,7 +80,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH  := $(wildcard tests/test_*.sh)
 
 .PHONY: all deps demo check check-asan bench clean
-all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl
+all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl $(BIN)/advload
 
 deps:
 	@sh scripts/deps.sh
@@ -102,6 +106,11 @@ $(BIN)/advbench: $(BUILD)/tools/advbench.o $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
 
+# Plain sockets and strings: no library of ours.
+$(BIN)/advload: $(BUILD)/tools/advload.o
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ -lpthread -o $@
+
 $(BIN)/advd: $(ADVD_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(UV_LIBS) $(CORE_LIBS) -o $@
@@ -122,15 +131,27 @@ check: $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
 	@fail=0; for t in $(TEST_BIN) $(TEST_SH); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
-	done; exit $$fail
+	done; \
+	echo "== tests/python"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
+	ADVCTL_BIN=$(BIN)/advctl PYTHONDONTWRITEBYTECODE=1 \
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python || fail=1; \
+	exit $$fail
+
+# The report's test alone: `advctl report` of real jobs checked with tidy,
+# then rendered by headless Chromium (both installed by deps.sh report).
+.PHONY: check-browser
+check-browser: $(BUILD)/tests/test_report $(BIN)/advd $(BIN)/advctl
+	ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd ADVCTL_BIN=$(BIN)/advctl \
+	    ./$(BUILD)/tests/test_report
 
 check-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    CFLAGS="-O1 -g" check
 
-bench: $(BIN)/advbench
+bench: $(BIN)/advbench $(BIN)/advload $(BIN)/advd
 	sh scripts/bench.sh
+	BIN=$(BIN) sh scripts/bench-load.sh
 
 demo: all
 	sh scripts/demo.sh
@@ -155,8 +176,10 @@ COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 SYSTEMDSYSTEMUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# The version the man pages name and the package must carry.
+VERSION    := $(shell sed -n 's/^\#define ADV_VERSION "\(.*\)"/\1/p' proto/proto.h)
 INSTALL_VARS := DESTDIR PREFIX BINDIR SBINDIR SYSCONFDIR DATADIR MANDIR COMPLETIONDIR \
-                SYSTEMDSYSTEMUNITDIR SYSTEMDUSERUNITDIR SYSUSERSDIR BIN
+                SYSTEMDSYSTEMUNITDIR SYSTEMDUSERUNITDIR SYSUSERSDIR BIN VERSION
 INSTALL_ENV   = $(foreach v,$(INSTALL_VARS),$(v)='$($(v))')
 
 .PHONY: install uninstall deb
@@ -171,10 +194,14 @@ uninstall:
 # .deb files land in $(BUILD)/deb/.
 DEB_DIR := $(BUILD)/deb
 deb:
+	@d=$$(dpkg-parsechangelog -S Version); [ "$$d" = "$(VERSION)" ] || { \
+	    echo "advd: debian/changelog is at $$d, proto/proto.h at $(VERSION): add an entry" \
+	         "(dch -v $(VERSION))" >&2; exit 1; }
 	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
 	tar -c --exclude=./.git --exclude='./build*' --exclude=./bin --exclude=./debian/tmp \
 	    --exclude=./debian/advd --exclude=./debian/python3-advd --exclude=./debian/.debhelper . | \
 	    tar -x -C $(DEB_DIR)/src
 	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	lintian $(DEB_DIR)/*.changes
 	@ls -1 $(DEB_DIR)/*.deb
 endif

@@ -110,6 +110,8 @@ int ctl_submit_spec(ctl *c, json_t *spec, int64_t *job, json_t **result);
 
 /* reports.c ---------------------------------------------------------- */
 
+/* The number at a dotted path ("clean.before.ece") in o; NaN if absent. */
+double ctl_number(const json_t *o, const char *path);
 /* The calibration, corruption and explanation reports of `results`. */
 void ctl_print_reports(const json_t *reports);
 /* For compare, from the latest report of each kind (NaN when absent):

@@ -64,7 +64,7 @@ static const command commands[] = {
      "       [--checkpoint latest|best|EPOCH] [--eps X] [--attack NAME] [--seed N] -o DIR",
      "draw PNG pictures of JOB's model at work (or fetch an eval job's) into DIR"},
     {"report", NULL, cmd_report, "JOB [JOB...] [-o FILE.html]",
-     "one self-contained HTML page with plots of training jobs (default advd-report-JOB.html)"},
+     "one HTML page with plots of training jobs (default advd-report-JOB.html)"},
     {"ping", NULL, cmd_ping, "", "check that advd answers"},
     {"version", NULL, cmd_version, "", "versions of advctl and advd"},
     {"help", NULL, cmd_help, "[COMMAND]", "this help, or a command's"},

@@ -26,6 +26,11 @@ static double number(const json_t *o, const char *path)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+double ctl_number(const json_t *o, const char *path)
+{
+    return number(o, path);
+}
+
 static const char *text(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));

@@ -8,6 +8,9 @@
 #                                       (numpy, torch, pandas, tqdm, Pillow)
 #                                deb    dpkg-buildpackage, debhelper, lintian
 #                                       (make deb, scripts/deb-test.sh)
+#                                report tidy and chromium: advctl report's test
+#                                       checks its HTML and renders it (make
+#                                       check, make check-browser)
 #
 # Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
 # when everything is there. As root it runs apt-get; otherwise it prints the
@@ -31,7 +34,7 @@ need_file /usr/include/x86_64-linux-gnu/cblas.h libopenblas-dev
 need_file /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist
 # make check runs the Python client's tests (tests/python) with Debian's python3.
 /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || missing="$missing python3-pytest"
-# make check's shell tests: systemd-analyze verify (tests/test_units.sh),
+# make check's shell tests: systemd-analyze verify (tests/test_systemd.sh),
 # groff for the man pages (tests/test_man.sh).
 need_cmd systemd-analyze systemd
 need_cmd groff groff-base
@@ -45,6 +48,9 @@ for set in "$@"; do
                  tqdm:python3-tqdm PIL:python3-pil; do
             /usr/bin/python3 -c "import ${m%%:*}" >/dev/null 2>&1 || missing="$missing ${m#*:}"
         done ;;
+    report)
+        need_cmd tidy tidy
+        need_cmd chromium chromium ;;
     deb)
         need_cmd dpkg-buildpackage dpkg-dev
         need_cmd dh debhelper
