@@ -24,7 +24,7 @@
  * peers that are already gone. A new connection whose peer has hung up
  * (POLLHUP: the peer closed both directions) is dropped silently before it
  * counts; and before refusing anyone for a limit, the admitted connections
- * are polled once (at most once per loop tick) and those whose peers have
+ * are polled (at most once per round of accepts) and those whose peers have
  * hung up are closed, so a dead connection never holds the slot of a live
  * one. A peer that only half-closed (shutdown(SHUT_WR)) is not dead: it
  * still reads its answers.
@@ -45,12 +45,14 @@
  * answer is written, then the connection is shut down and closed. An error
  * on the socket, or a peer that closed both directions, closes at once.
  *
- * Fair service. Clients with complete lines wait in a ready queue, served
- * round robin from an idle handle: each turn answers at most
- * ADVD_TURN_REQUESTS lines of one client, or fewer once ADVD_TURN_NS have
- * passed, then the next client's; between two passes the loop polls for
- * new input. One client's pipelined burst thus delays another's ping by at
- * most one turn per busy client. A turn's answers go out in one write.
+ * Fair service. Nothing is answered in the read callback: clients with
+ * complete lines wait in two queues served from an idle handle, in turns
+ * of at most ADVD_TURN_REQUESTS lines or ADVD_TURN_NS (a turn's answers
+ * go out in one write). A client that had nothing waiting before its read
+ * is FRESH and served first; one that used a whole turn and has more joins
+ * the BACKLOG, served round robin until ADVD_PASS_NS have passed, when the
+ * loop polls for input again (the idea of fq_codel's new and old flows).
+ * So a ping waits for the turn under way, not for every pipelined burst.
  *
  * Timeouts, one sweep timer for all connections (not one timer each):
  * line_timeout bounds how long a begun request line may stay incomplete
@@ -80,9 +82,12 @@
 
 /* Complete lines held unanswered before reading from the client stops. */
 #define ADVD_CLIENT_HOLD ((size_t)64 << 10)
-/* One client's share of a loop turn: lines, and nanoseconds. */
+/* One client's turn: at most this many lines, and no more once this many
+ * nanoseconds have passed. */
 #define ADVD_TURN_REQUESTS 8
-#define ADVD_TURN_NS 500000u
+#define ADVD_TURN_NS 250000u
+/* Backlogged clients' turns before the loop polls for input again. */
+#define ADVD_PASS_NS 1000000u
 /* A closing client that takes none of its last answers for this long. */
 #define ADVD_LINGER_MS 10000
 /* File descriptors the daemon needs besides its clients (db, log, workers). */
@@ -117,13 +122,21 @@ typedef struct {
     int n;
 } user_slots;
 
+/* Clients with lines to answer: FRESH ones had nothing waiting before
+ * their last read; BACKLOG ones used a whole turn and have more. */
+enum { NOT_READY, FRESH, BACKLOG };
+typedef struct {
+    advd_client *head, *tail;
+    int n;
+} ready_queue;
+
 struct advd_conns {
     char rbuf[65536];                   /* the loop's one read buffer */
-    advd_client *ready, *ready_tail;    /* clients with lines to answer, in turn */
-    int nready;
+    ready_queue ready[2];               /* FRESH, BACKLOG: clients with lines to answer */
     uv_idle_t serve;                    /* runs turns while the queue is not empty */
     uv_timer_t sweep;                   /* timeouts, and the log's "N more" lines */
-    int open_handles;                   /* serve, sweep: freed when both closed */
+    uv_check_t tick;                    /* after each poll: a new round of accepts */
+    int open_handles;                   /* serve, sweep, tick: freed when all closed */
     advd_client *batching;              /* the client whose turn it is */
     uv_buf_t *batch;                    /* its answers, written at the end of the turn */
     int nbatch, capbatch;
@@ -133,7 +146,7 @@ struct advd_conns {
     int has_group;
     gid_t group;
     int reserved;                       /* reserved_clients, at most max_clients - 1 */
-    uint64_t reaped_at;                 /* loop time of the last dead-peer poll */
+    int reaped;                         /* dead peers polled since the last poll */
     uint64_t accepted, hung_up;
     uint64_t count[EV_COUNT];
     uint64_t logged_at[EV_COUNT];
@@ -154,7 +167,8 @@ struct advd_client {
     unsigned uid;                       /* the peer's, from SO_PEERCRED */
     unsigned char admitted;             /* counted against the limits */
     unsigned char closing;              /* 1: after the queued writes; 2: closed */
-    unsigned char reading, paused, eof, in_ready;
+    unsigned char reading, paused, eof;
+    unsigned char ready;                /* NOT_READY, FRESH or BACKLOG */
 };
 
 typedef struct {
@@ -166,7 +180,7 @@ typedef struct {
 
 static void client_close(advd_client *c);
 static void client_close_after_writes(advd_client *c);
-static void ready_push(advd_client *c);
+static void ready_push(advd_client *c, int which);
 static void on_serve(uv_idle_t *h);
 static void update_read(advd_client *c);
 static void sweep_update(advd *d);
@@ -285,7 +299,8 @@ static void on_write_done(uv_write_t *req, int status)
     for (int i = 0; i < w->n; i++)
         free(w->data[i]);
     free(w);
-    if (status == UV_ECANCELED) /* the handle is being closed */
+    /* Being closed: callbacks may come after the loop's state is gone. */
+    if (status == UV_ECANCELED || c->closing == 2)
         return;
     if (status < 0) {
         client_close(c); /* the peer is gone */
@@ -294,7 +309,7 @@ static void on_write_done(uv_write_t *req, int status)
     c->active_at = now_ms(c->d);
     if (c->paused && queued(c) < ADVD_CLIENT_QUEUE_PAUSE / 2) {
         c->paused = 0;
-        ready_push(c);
+        ready_push(c, FRESH);
         update_read(c);
     }
 }
@@ -403,20 +418,20 @@ static void on_client_closed(uv_handle_t *h)
 
 static void ready_remove(advd_client *c)
 {
-    advd_conns *s = c->d->conns;
-    if (!c->in_ready)
+    if (c->ready == NOT_READY)
         return;
+    ready_queue *q = &c->d->conns->ready[c->ready - 1];
     if (c->ready_prev)
         c->ready_prev->ready_next = c->ready_next;
     else
-        s->ready = c->ready_next;
+        q->head = c->ready_next;
     if (c->ready_next)
         c->ready_next->ready_prev = c->ready_prev;
     else
-        s->ready_tail = c->ready_prev;
+        q->tail = c->ready_prev;
     c->ready_prev = c->ready_next = NULL;
-    c->in_ready = 0;
-    s->nready--;
+    c->ready = NOT_READY;
+    q->n--;
 }
 
 /* Close now, dropping whatever is queued. */
@@ -593,7 +608,7 @@ static void on_eof(advd_client *c)
     if (adv_linebuf_pending(&c->lines))
         feed(c, "\n", 1);
     c->line_since = 0;
-    ready_push(c);
+    ready_push(c, FRESH);
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -614,7 +629,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (c->closing)
         return;
     track_partial_line(c, memchr(buf->base, '\n', (size_t)n) != NULL);
-    ready_push(c);
+    ready_push(c, FRESH);
     update_read(c);
 }
 
@@ -639,20 +654,23 @@ static void update_read(advd_client *c)
 
 /* -------------------------------------------------------- fair service */
 
-static void ready_push(advd_client *c)
+/* Queue a client for a turn (a queued one keeps its place). */
+static void ready_push(advd_client *c, int which)
 {
     advd_conns *s = c->d->conns;
-    if (c->in_ready || c->closing || c->paused || s->shut)
+    if (c->ready || c->closing || c->paused || s->shut)
         return;
-    c->in_ready = 1;
-    c->ready_prev = s->ready_tail;
+    ready_queue *q = &s->ready[which - 1];
+    c->ready = (unsigned char)which;
+    c->ready_prev = q->tail;
     c->ready_next = NULL;
-    if (s->ready_tail)
-        s->ready_tail->ready_next = c;
+    if (q->tail)
+        q->tail->ready_next = c;
     else
-        s->ready = c;
-    s->ready_tail = c;
-    if (s->nready++ == 0)
+        q->head = c;
+    q->tail = c;
+    q->n++;
+    if (!uv_is_active((uv_handle_t *)&s->serve))
         uv_idle_start(&s->serve, on_serve);
 }
 
@@ -703,7 +721,7 @@ static void serve_client(advd_conns *s, advd_client *c)
     if (c->closing)
         return;
     if (more) {
-        ready_push(c);
+        ready_push(c, BACKLOG);
         return;
     }
     if (c->paused) {
@@ -717,17 +735,29 @@ static void serve_client(advd_conns *s, advd_client *c)
         update_read(c);
 }
 
-/* One pass over the clients ready when it starts; those with more lines
- * rejoin at the end of the queue. */
+static void serve_first(advd_conns *s, int which)
+{
+    advd_client *c = s->ready[which - 1].head;
+    ready_remove(c);
+    serve_client(s, c);
+}
+
+/* Every fresh client gets a turn; then backlogged ones take turns until
+ * ADVD_PASS_NS have passed, and the loop polls for input again. So a
+ * client with one request waits for at most the turn under way, however
+ * many clients have a backlog. */
 static void on_serve(uv_idle_t *h)
 {
     advd_conns *s = h->data;
-    for (int n = s->nready; n > 0 && s->ready && !s->shut; n--) {
-        advd_client *c = s->ready;
-        ready_remove(c);
-        serve_client(s, c);
+    uint64_t t0 = uv_hrtime();
+    for (int n = s->ready[FRESH - 1].n; n > 0 && s->ready[FRESH - 1].head && !s->shut; n--)
+        serve_first(s, FRESH);
+    while (s->ready[BACKLOG - 1].head && !s->shut) {
+        serve_first(s, BACKLOG);
+        if (uv_hrtime() - t0 > ADVD_PASS_NS)
+            break;
     }
-    if (!s->ready)
+    if (!s->ready[FRESH - 1].head && !s->ready[BACKLOG - 1].head)
         uv_idle_stop(&s->serve);
 }
 
@@ -753,7 +783,7 @@ static void sweep_client(advd_client *c, uint64_t now)
         close_for(c, EV_line_timeout, ADV_E_BAD_REQUEST,
                   "no complete request line within %g s (line_timeout): closing the connection",
                   o->line_timeout_ms / 1000.0);
-    else if (o->idle_timeout_ms && !c->nwatch && !c->in_ready &&
+    else if (o->idle_timeout_ms && !c->nwatch && !c->ready &&
              now - c->active_at >= (uint64_t)o->idle_timeout_ms)
         close_for(c, EV_idle_timeout, ADV_E_CONFLICT,
                   "idle for %g s (idle_timeout): closing the connection",
@@ -847,14 +877,22 @@ static int peer_allowed(const advd_conns *s, const peer *p)
            (s->has_group && (p->cred.gid == s->group || peer_has_group(p, s->group)));
 }
 
-/* Close the admitted connections whose peers have hung up (once a tick):
- * they must not hold the slots of live clients. */
+/* All the connections libuv accepts after one poll come in one round;
+ * the next poll starts another. */
+static void on_tick(uv_check_t *h)
+{
+    advd_conns *s = h->data;
+    s->reaped = 0;
+}
+
+/* Close the admitted connections whose peers have hung up (once a round
+ * of accepts at most): they must not hold the slots of live clients. */
 static void reap_dead(advd *d)
 {
     advd_conns *s = d->conns;
-    if (s->reaped_at == now_ms(d) || d->nclients == 0)
+    if (s->reaped || d->nclients == 0)
         return;
-    s->reaped_at = now_ms(d);
+    s->reaped = 1;
     struct pollfd *p = malloc(sizeof *p * (size_t)d->nclients);
     advd_client **who = malloc(sizeof *who * (size_t)d->nclients);
     nfds_t n = 0;
@@ -1099,9 +1137,13 @@ int advd_server_start(advd *d, char *err)
     }
     uv_idle_init(&d->loop, &s->serve);
     uv_timer_init(&d->loop, &s->sweep);
+    uv_check_init(&d->loop, &s->tick);
+    s->tick.data = s;
+    uv_check_start(&s->tick, on_tick);
+    uv_unref((uv_handle_t *)&s->tick); /* it alone keeps no loop alive */
     s->serve.data = s;
     s->sweep.data = d;
-    s->open_handles = 2;
+    s->open_handles = 3;
     return 0;
 }
 
@@ -1139,4 +1181,5 @@ void advd_server_close_clients(advd *d)
         log_unlogged(d, (conn_event)i);
     uv_close((uv_handle_t *)&s->serve, on_conns_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_conns_handle_closed);
+    uv_close((uv_handle_t *)&s->tick, on_conns_handle_closed);
 }

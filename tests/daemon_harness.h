@@ -1,12 +1,15 @@
 /*
  * daemon_harness.h - a real bin/advd for the integration tests
- * (test_daemon.c, test_advctl.c): started on a socket and database in a
- * fresh temporary directory (ADV_BIN, set by `make check`, names the
- * binary), ready once its log says it listens, killed at teardown.
+ * (test_daemon.c, test_advctl.c, test_loop.c, ...): started on a socket
+ * and database in a fresh temporary directory (ADV_BIN, set by `make
+ * check`, names the binary), ready once its log says it listens, killed at
+ * teardown.
  *
  * The daemon runs with PR_SET_PDEATHSIG, so a failing test (a forked Check
  * child) never leaves one behind; its workers follow it. One daemon per
- * test program at a time: the state lives in D.
+ * test program at a time: the state lives in D. Raw connections
+ * (harness_connect, harness_next), the open-file limit and a process's
+ * resident memory are here for the tests that hold many connections.
  */
 #ifndef ADV_DAEMON_HARNESS_H
 #define ADV_DAEMON_HARNESS_H
