@@ -89,11 +89,11 @@ void core_explain_cost(const core_explain_cfg *cfg, int *forward, int *backward)
         *forward = *backward = cfg->steps;
         return;
     case CORE_EXPLAIN_GAUSSIAN:
-        *forward = cfg->sur.gaussian_samples;
+        *forward = core_surrogate_draws(cfg->sur.gaussian_samples);
         *backward = 0;
         return;
     case CORE_EXPLAIN_LIME:
-        *forward = cfg->sur.lime_samples;
+        *forward = core_surrogate_draws(cfg->sur.lime_samples);
         *backward = 0;
         return;
     default:

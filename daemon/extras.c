@@ -28,8 +28,9 @@
  *                  ["fc2", ...] (randomised top down, cumulatively),
  *                  "spearman": [one per layer], "final", "threshold",
  *                  "flagged"}},
- *                  S = {"n", "samples", "target", "lambda", "features",
- *                  "r2_mean", "r2_min", gaussian: "sigma"; lime: "patch",
+ *                  S = {"n", "samples", "held_out" (draws the R^2 is measured
+ *                  on), "target", "lambda", "features", "r2_mean", "r2_min",
+ *                  gaussian: "sigma"; lime: "patch",
  *                  "kernel_width", "fill"; "examples": [{"index", "class",
  *                  "r2", "top": [{"feature", "channel", "y", "x",
  *                  "weight"}]}]} (y, x: the pixel, or the patch's top-left
@@ -443,15 +444,39 @@ static void classes_of(const advd_extras *x, int n, int *cls)
         predictions(x, x->x, n, cls);
 }
 
-/* Seconds for the maps of n examples, batch by batch; attr: n x input. */
-static int timed_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls, int n,
-                      float *attr, double *seconds)
+/* Maps of examples off..off+k-1 for cls (NULL: the predictions, which
+ * pred gets); a surrogate's fits also give their R^2 and coefficients
+ * (r2 and coef may then be NULL; they are untouched for other methods). */
+static int explained_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
+                          int off, int k, float *attr, int *pred, double *r2, float *coef)
 {
     const size_t dim = core_shape_size(x->m->in);
+    const float *in = x->x + dim * off;
+    const uint64_t stream = STREAM_EXPLAIN + (uint64_t)off;
+    if (cfg->method != CORE_EXPLAIN_GAUSSIAN && cfg->method != CORE_EXPLAIN_LIME)
+        return core_explain(cfg, x->m, in, cls, k, stream, attr, pred, x->err);
+    if (pred)
+        predictions(x, in, k, pred);
+    return core_surrogate_explain(&cfg->sur, cfg->method == CORE_EXPLAIN_LIME
+                                                 ? CORE_SURROGATE_LIME
+                                                 : CORE_SURROGATE_GAUSSIAN,
+                                  x->m, in, cls ? cls : pred, k, stream, attr, r2, coef, x->err);
+}
+
+/* Seconds for the maps of n examples, batch by batch; attr: n x input;
+ * r2 and coef as explained_maps takes them. */
+static int timed_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls, int n,
+                      float *attr, double *r2, float *coef, double *seconds)
+{
+    const size_t dim = core_shape_size(x->m->in);
+    const int d = core_surrogate_features(&cfg->sur, cfg->method == CORE_EXPLAIN_LIME
+                                                         ? CORE_SURROGATE_LIME
+                                                         : CORE_SURROGATE_GAUSSIAN,
+                                          x->m->in);
     double t0 = core_now_s();
     for (int off = 0; off < n; off += x->batch)
-        if (core_explain(cfg, x->m, x->x + dim * off, cls + off, batch_of(x, off, n),
-                         STREAM_EXPLAIN + (uint64_t)off, attr + dim * off, NULL, x->err) ||
+        if (explained_maps(x, cfg, cls + off, off, batch_of(x, off, n), attr + dim * off, NULL,
+                           r2 + off, coef + (size_t)d * off) ||
             stopped(x))
             return -1;
     *seconds = core_now_s() - t0;
@@ -505,30 +530,19 @@ static json_t *feature_json(const core_surrogate_cfg *sc, core_surrogate_kind ki
                      "weight", (double)weight);
 }
 
-/* R^2 and top features of the Gaussian or LIME fit on n examples. */
-static json_t *surrogate_fit(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
-                             int n)
+/* The Gaussian or LIME fits of n examples: their held-out R^2 and the
+ * first examples' top features (coef: n x features). */
+static json_t *surrogate_json(const core_explain_cfg *cfg, core_shape s, const int *cls, int n,
+                              const double *r2, const float *coef)
 {
-    const core_shape s = x->m->in;
-    const size_t dim = core_shape_size(s);
     const core_surrogate_kind kind =
         cfg->method == CORE_EXPLAIN_LIME ? CORE_SURROGATE_LIME : CORE_SURROGATE_GAUSSIAN;
-    const int d = core_surrogate_features(&cfg->sur, kind, s), shown = n < SURROGATE_SHOWN ? n : SURROGATE_SHOWN;
+    const int d = core_surrogate_features(&cfg->sur, kind, s);
+    const int shown = n < SURROGATE_SHOWN ? n : SURROGATE_SHOWN;
     const int ntop = d < TOP_FEATURES ? d : TOP_FEATURES;
-    float *attr = core_alloc(sizeof(float) * dim * x->batch);
-    float *coef = core_alloc(sizeof(float) * (size_t)d * n);
-    double *r2 = malloc(sizeof(double) * (n > 0 ? n : 1)), mean = 0.0, min = 1.0;
-    json_t *out = NULL;
-    if (!attr || !coef || !r2) {
-        core_errf(x->err, "out of memory for the surrogates of %d examples", n);
-        goto done;
-    }
-    for (int off = 0; off < n; off += x->batch)
-        if (core_surrogate_explain(&cfg->sur, kind, x->m, x->x + dim * off, cls + off,
-                                   batch_of(x, off, n), STREAM_EXPLAIN + (uint64_t)off, attr,
-                                   r2 + off, coef + (size_t)d * off, x->err) ||
-            stopped(x))
-            goto done;
+    const int samples =
+        kind == CORE_SURROGATE_LIME ? cfg->sur.lime_samples : cfg->sur.gaussian_samples;
+    double mean = 0.0, min = 1.0;
     json_t *examples = json_array();
     for (int i = 0; i < n; i++) {
         mean += r2[i] / n;
@@ -544,12 +558,11 @@ static json_t *surrogate_fit(const advd_extras *x, const core_explain_cfg *cfg, 
         json_array_append_new(examples, json_pack("{s:i, s:i, s:f, s:o}", "index", i, "class",
                                                   cls[i], "r2", r2[i], "top", t));
     }
-    out = json_pack("{s:i, s:i, s:s, s:f, s:i, s:f, s:f, s:o}", "n", n, "samples",
-                    kind == CORE_SURROGATE_LIME ? cfg->sur.lime_samples
-                                                : cfg->sur.gaussian_samples,
-                    "target", core_surrogate_target_name(cfg->sur.target), "lambda",
-                    adv_float_json(cfg->sur.lambda), "features", d, "r2_mean", mean, "r2_min",
-                    min, "examples", examples);
+    json_t *out = json_pack("{s:i, s:i, s:i, s:s, s:f, s:i, s:f, s:f, s:o}", "n", n, "samples",
+                            samples, "held_out", core_surrogate_draws(samples) - samples,
+                            "target", core_surrogate_target_name(cfg->sur.target), "lambda",
+                            adv_float_json(cfg->sur.lambda), "features", d, "r2_mean", mean,
+                            "r2_min", min, "examples", examples);
     if (kind == CORE_SURROGATE_GAUSSIAN) {
         json_object_set_new(out, "sigma", json_real(adv_float_json(cfg->sur.sigma)));
     } else {
@@ -558,50 +571,64 @@ static json_t *surrogate_fit(const advd_extras *x, const core_explain_cfg *cfg, 
                             json_real(adv_float_json(cfg->sur.kernel_width)));
         json_object_set_new(out, "fill", json_string(core_lime_fill_name(cfg->sur.fill)));
     }
-done:
+    return out;
+}
+
+/* Cost, fragility and randomisation of one method on n examples; a
+ * surrogate's fits go into surrogates too. */
+static json_t *method_figures(const advd_extras *x, core_explain_method meth, const int *cls,
+                              int n, json_t *surrogates, json_t *warnings)
+{
+    const core_explain_cfg cfg = explain_cfg(x, meth);
+    const size_t dim = core_shape_size(x->m->in);
+    const int surrogate = meth == CORE_EXPLAIN_GAUSSIAN || meth == CORE_EXPLAIN_LIME;
+    const int d = surrogate ? core_surrogate_features(&cfg.sur, meth == CORE_EXPLAIN_LIME
+                                                                     ? CORE_SURROGATE_LIME
+                                                                     : CORE_SURROGATE_GAUSSIAN,
+                                                      x->m->in)
+                            : 0;
+    float *attr = core_alloc(sizeof(float) * dim * n), *coef = core_alloc(sizeof(float) * (d * n + 1));
+    double *r2 = malloc(sizeof(double) * (n + 1)), seconds;
+    core_fragility_cfg fc = core_fragility_defaults();
+    json_t *frag = NULL, *rnd = NULL, *out = NULL;
+    int fwd, bwd;
+    fc.eps = x->es->fragility_eps;
+    fc.tries = METHOD_TRIES;
+    fc.map = cfg;
+    fc.seed = x->es->seed;
+    core_explain_cost(&cfg, &fwd, &bwd);
+    if (!attr || !coef || !r2) {
+        core_errf(x->err, "out of memory for the %s maps of %d examples",
+                  core_explain_method_name(meth), n);
+        goto out;
+    }
+    if (timed_maps(x, &cfg, cls, n, attr, r2, coef, &seconds) ||
+        !(frag = fragility_over(x, &fc, n)) || !(rnd = randomisation(x, &cfg, cls, n, warnings)))
+        goto out;
+    if (surrogate)
+        json_object_set_new(surrogates, core_explain_method_name(meth),
+                            surrogate_json(&cfg, x->m->in, cls, n, r2, coef));
+    out = json_pack("{s:i, s:i, s:i, s:f, s:f, s:O, s:O}", "n", n, "forward", fwd, "backward",
+                    bwd, "seconds", seconds, "seconds_per_100", n ? seconds * 100.0 / n : 0.0,
+                    "fragility", frag, "randomisation", rnd);
+out:
+    json_decref(frag);
+    json_decref(rnd);
     core_free(attr);
     core_free(coef);
     free(r2);
     return out;
 }
 
-/* Cost, fragility and randomisation of one method on n examples. */
-static json_t *method_figures(const advd_extras *x, core_explain_method meth, const int *cls,
-                              int n, float *attr, json_t *warnings)
-{
-    const core_explain_cfg cfg = explain_cfg(x, meth);
-    core_fragility_cfg fc = core_fragility_defaults();
-    int fwd, bwd;
-    double seconds;
-    fc.eps = x->es->fragility_eps;
-    fc.tries = METHOD_TRIES;
-    fc.map = cfg;
-    fc.seed = x->es->seed;
-    core_explain_cost(&cfg, &fwd, &bwd);
-    if (timed_maps(x, &cfg, cls, n, attr, &seconds))
-        return NULL;
-    json_t *frag = fragility_over(x, &fc, n);
-    json_t *rnd = frag ? randomisation(x, &cfg, cls, n, warnings) : NULL;
-    if (!rnd) {
-        json_decref(frag);
-        return NULL;
-    }
-    return json_pack("{s:i, s:i, s:i, s:f, s:f, s:o, s:o}", "n", n, "forward", fwd, "backward",
-                     bwd, "seconds", seconds, "seconds_per_100", n ? seconds * 100.0 / n : 0.0,
-                     "fragility", frag, "randomisation", rnd);
-}
-
-/* "methods" and "surrogates" of the report, for explain_methods. */
+/* "methods", "surrogates" and "warnings" of the report, for explain_methods. */
 static int every_method(const advd_extras *x, int n, json_t *report)
 {
-    const size_t dim = core_shape_size(x->m->in);
     unsigned mask;
     int *cls = core_alloc(sizeof(int) * (n > 0 ? n : 1)), rc = -1;
-    float *attr = core_alloc(sizeof(float) * dim * (n > 0 ? n : 1));
     json_t *methods = json_object(), *surrogates = json_object(), *warnings = json_array();
     if (core_explain_methods_parse(x->es->explain_methods, &mask, x->err))
         goto out;
-    if (!cls || !attr) {
+    if (!cls) {
         core_errf(x->err, "out of memory for explaining %d examples", n);
         goto out;
     }
@@ -609,18 +636,10 @@ static int every_method(const advd_extras *x, int n, json_t *report)
     for (int meth = 0; meth < CORE_EXPLAIN_NMETHODS; meth++) {
         if (!(mask & (1u << meth)))
             continue;
-        const char *name = core_explain_method_name((core_explain_method)meth);
-        json_t *f = method_figures(x, (core_explain_method)meth, cls, n, attr, warnings);
+        json_t *f = method_figures(x, (core_explain_method)meth, cls, n, surrogates, warnings);
         if (!f)
             goto out;
-        json_object_set_new(methods, name, f);
-        if (meth == CORE_EXPLAIN_GAUSSIAN || meth == CORE_EXPLAIN_LIME) {
-            const core_explain_cfg cfg = explain_cfg(x, (core_explain_method)meth);
-            json_t *sf = surrogate_fit(x, &cfg, cls, n);
-            if (!sf)
-                goto out;
-            json_object_set_new(surrogates, name, sf);
-        }
+        json_object_set_new(methods, core_explain_method_name((core_explain_method)meth), f);
     }
     json_object_set(report, "methods", methods);
     json_object_set(report, "surrogates", surrogates);
@@ -631,7 +650,6 @@ out:
     json_decref(surrogates);
     json_decref(warnings);
     core_free(cls);
-    core_free(attr);
     return rc;
 }
 
@@ -803,23 +821,6 @@ static int legend(const advd_extras *x)
     return rc;
 }
 
-/* Maps of examples off..off+k-1 for cls (NULL: the predictions, which
- * pred gets); a surrogate's fits also give their R^2. */
-static int explained_maps(const advd_extras *x, const core_explain_cfg *cfg, const int *cls,
-                          int off, int k, float *attr, int *pred, double *r2)
-{
-    const size_t dim = core_shape_size(x->m->in);
-    const float *in = x->x + dim * off;
-    const uint64_t stream = STREAM_EXPLAIN + (uint64_t)off;
-    if (cfg->method != CORE_EXPLAIN_GAUSSIAN && cfg->method != CORE_EXPLAIN_LIME)
-        return core_explain(cfg, x->m, in, cls, k, stream, attr, pred, x->err);
-    predictions(x, in, k, pred);
-    return core_surrogate_explain(&cfg->sur, cfg->method == CORE_EXPLAIN_LIME
-                                                 ? CORE_SURROGATE_LIME
-                                                 : CORE_SURROGATE_GAUSSIAN,
-                                  x->m, in, cls ? cls : pred, k, stream, attr, r2, NULL, x->err);
-}
-
 static int images_explained(const advd_extras *x, core_explain_method method, int n,
                             text_buf *idx)
 {
@@ -841,7 +842,8 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
         int k = batch_of(x, off, n);
         int cls[k];
         const int *explained = explained_classes(x, cls, k);
-        if (explained_maps(x, &cfg, explained, off, k, attr + dim * off, pred + off, r2 + off) ||
+        if (explained_maps(x, &cfg, explained, off, k, attr + dim * off, pred + off, r2 + off,
+                           NULL) ||
             stopped(x))
             goto out;
     }
