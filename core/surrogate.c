@@ -101,23 +101,37 @@ int core_surrogate_features(const core_surrogate_cfg *c, core_surrogate_kind k, 
 
 /* ------------------------------------------------------------ ridge */
 
+/* sum a[k] b[k], k < n, in four independent sums: one chain of dependent
+ * additions would wait on the adder's latency at every term. */
+static double dot(const double *a, const double *b, int n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+        s2 += a[k + 2] * b[k + 2];
+        s3 += a[k + 3] * b[k + 3];
+    }
+    for (; k < n; k++)
+        s0 += a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
 /* In-place Cholesky factorisation a = L L' (lower triangle of a, n x n);
  * -1 when a is not positive definite. */
 static int cholesky(double *a, int n)
 {
     for (int j = 0; j < n; j++) {
-        double d = a[(size_t)j * n + j];
-        for (int k = 0; k < j; k++)
-            d -= a[(size_t)j * n + k] * a[(size_t)j * n + k];
+        const double *rj = a + (size_t)j * n;
+        double d = rj[j] - dot(rj, rj, j);
         if (!(d > 0.0))
             return -1;
         d = sqrt(d);
         a[(size_t)j * n + j] = d;
         for (int i = j + 1; i < n; i++) {
-            double v = a[(size_t)i * n + j];
-            for (int k = 0; k < j; k++)
-                v -= a[(size_t)i * n + k] * a[(size_t)j * n + k];
-            a[(size_t)i * n + j] = v / d;
+            double *ri = a + (size_t)i * n;
+            ri[j] = (ri[j] - dot(ri, rj, j)) / d;
         }
     }
     return 0;

@@ -851,10 +851,11 @@ static int images_explained(const advd_extras *x, core_explain_method method, in
     int cols = n < per_row ? n : per_row;
     if (core_canvas_init(&cv, (n + cols - 1) / cols, 2 * cols, s.h, s.w, zoom_of(s), x->err))
         goto out;
-    fprintf(idx->f, "# %s of the logit of %s; each example is its input beside its heat map "
+    fprintf(idx->f, "# %s of the %s of %s; each example is its input beside its heat map "
                     "(legend.png: black 0 ... white the map's maximum); %d to a row\n"
                     "index\tlabel\tpred\texplained\trow\tcolumn\tmax%s\n",
             core_explain_method_name(method),
+            surrogate ? core_surrogate_target_name(cfg.sur.target) : "logit",
             x->es->explain_class < 0 ? "the predicted class" : "the class asked for", cols,
             surrogate ? "\tr2" : "");
     for (int i = 0; i < n; i++) {
