@@ -179,7 +179,7 @@ static int one_job(FILE *f, const report *r, int i, const picture_kind *k)
 static void pictures(FILE *f, const report *r, size_t from, size_t to)
 {
     for (int i = 0; i < r->n; i++) {
-        char missing[256] = "", what[128];
+        char missing[256] = "", what[512];
         const char *first = NULL;
         for (size_t k = from; k < to; k++)
             if (!one_job(f, r, i, &kinds[k])) {

@@ -106,7 +106,7 @@ START_TEST(maximisation_raises_the_objective)
     cfg.steps = 32;
     cfg.seed = 4;
     for (int l = 1; l <= 2; l++) {
-        char name[8];
+        char name[16];
         int layer;
         snprintf(name, sizeof name, "conv%d", l);
         ck_assert(core_unit_layer_find(m, name, &layer, err) == 0);
