@@ -639,7 +639,7 @@ START_TEST(test_sigterm_restart)
     adv_job_clear(&j);
     adv_store_close(st);
     start_daemon_with(NULL);
-    json_t *ev = watch_to_end(id, 30, NULL);
+    json_t *ev = watch_to_end(id, 90, NULL);
     ck_assert_str_eq(state_str(ev), "succeeded");
     json_decref(ev);
     c = cl_open();
@@ -648,7 +648,7 @@ START_TEST(test_sigterm_restart)
     ck_assert_ptr_nonnull(strstr(read_log(), "resuming from step"));
     /* The same spec run without a stop ends with the same bytes. */
     int64_t again = submit(c, LONG_JOB(RESTART_EPOCHS));
-    ev = watch_to_end(again, 30, NULL);
+    ev = watch_to_end(again, 90, NULL);
     ck_assert_str_eq(state_str(ev), "succeeded");
     json_decref(ev);
     char *resumed = export_latest(c, id), *straight = export_latest(c, again);
@@ -677,7 +677,7 @@ START_TEST(test_kill9_daemon)
     /* The stale socket is replaced; the job resumes from its checkpoint. */
     ck_assert_int_eq(access(D.sock, F_OK), 0);
     start_daemon_with(NULL);
-    json_t *ev = watch_to_end(id, 30, NULL);
+    json_t *ev = watch_to_end(id, 90, NULL);
     ck_assert_str_eq(state_str(ev), "succeeded");
     json_decref(ev);
     const char *log = read_log();
@@ -693,7 +693,7 @@ START_TEST(test_kill9_daemon)
     json_decref(m);
     /* Same seed, one thread: the weights of an uninterrupted run. */
     int64_t again = submit(c, LONG_JOB(RESTART_EPOCHS));
-    ev = watch_to_end(again, 30, NULL);
+    ev = watch_to_end(again, 90, NULL);
     ck_assert_str_eq(state_str(ev), "succeeded");
     json_decref(ev);
     char *resumed = export_latest(c, id), *straight = export_latest(c, again);
@@ -943,7 +943,7 @@ static Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
     TCase *tc = tcase_create("advd");
-    tcase_set_timeout(tc, 90);
+    tcase_set_timeout(tc, 240);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_ping_version);
     tcase_add_test(tc, test_bad_requests);
