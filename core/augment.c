@@ -111,8 +111,10 @@ static void photometric(const core_augment_cfg *a, float *x, core_shape s, uint6
                         uint64_t st)
 {
     const size_t plane = (size_t)s.h * s.w;
-    float add = a->brightness > 0 ? a->brightness * (2.0f * core_rng_uniform(seed, st, R_BRIGHT) - 1.0f) : 0.0f;
-    float mul = a->contrast > 0 ? 1.0f + a->contrast * (2.0f * core_rng_uniform(seed, st, R_CONTRAST) - 1.0f) : 1.0f;
+    float ub = 2.0f * core_rng_uniform(seed, st, R_BRIGHT) - 1.0f;
+    float uc = 2.0f * core_rng_uniform(seed, st, R_CONTRAST) - 1.0f;
+    float add = a->brightness > 0 ? a->brightness * ub : 0.0f;
+    float mul = a->contrast > 0 ? 1.0f + a->contrast * uc : 1.0f;
     for (int c = 0; c < s.c; c++) {
         float *p = x + c * plane, mean = 0.0f;
         for (size_t i = 0; i < plane; i++)

@@ -109,10 +109,12 @@ static json_t *job_json(advd *d, const adv_job *j, int with_spec)
                           "started", time_or_null(j->started), "finished",
                           time_or_null(j->finished), "error",
                           j->error ? json_string(j->error) : json_null());
-    if (o && j->init_job)
-        json_object_set_new(o, "init", json_pack("{s:I, s:o, s:o}", "job", (json_int_t)j->init_job,
-                                                 "checkpoint", j->init_ckpt ? json_integer(j->init_ckpt) : json_null(),
-                                                 "checksum", j->init_ckpt ? json_integer(j->init_checksum) : json_null()));
+    if (o && j->init_job) /* lineage: the checkpoint is known once the job started */
+        json_object_set_new(
+            o, "init",
+            json_pack("{s:I, s:o, s:o}", "job", (json_int_t)j->init_job, "checkpoint",
+                      j->init_ckpt ? json_integer(j->init_ckpt) : json_null(), "checksum",
+                      j->init_ckpt ? json_integer(j->init_checksum) : json_null()));
     if (o) {
         json_object_set_new(o, "owner", json_integer(advd_owner_uid(j->owner)));
         json_object_set_new(o, "user", json_string(advd_user_name(d, j->owner)));
@@ -243,8 +245,12 @@ static int check_limits(const call *k, const adv_jobspec *s)
     const adv_train_spec *t;
     adv_job_cost cost = {0};
     adv_error e;
-    rc = parent ? train_spec_of(k, s, parent, &t, &batch) : (fail(k, ADV_E_INTERNAL, "out of memory"), -1);
-    if (rc == 0 && t && adv_train_cost(t, batch, s->threads ? s->threads : k->d->opt.threads, &cost, &e))
+    int threads = s->threads ? s->threads : k->d->opt.threads;
+    if (!parent)
+        rc = (fail(k, ADV_E_INTERNAL, "out of memory"), -1);
+    else
+        rc = train_spec_of(k, s, parent, &t, &batch);
+    if (rc == 0 && t && adv_train_cost(t, batch, threads, &cost, &e))
         rc = (advd_client_send(k->c, adv_proto_error(k->req->id, &e)), -1);
     if (rc == 0 && cost.total > (double)k->d->opt.max_job_memory) {
         adv_job_cost_describe(&cost, batch, need, sizeof need);

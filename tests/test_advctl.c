@@ -658,7 +658,7 @@ static Suite *advctl_suite(void)
 {
     Suite *s = suite_create("advctl");
     TCase *tc = tcase_create("advctl");
-    tcase_set_timeout(tc, 90);
+    tcase_set_timeout(tc, 300);
     tcase_add_checked_fixture(tc, ctl_setup, teardown);
     tcase_add_test(tc, test_no_daemon);
     tcase_add_test(tc, test_usage);
