@@ -147,6 +147,20 @@ static int check_owner(const call *k, adv_job *j, const char *what)
     return -1;
 }
 
+/* The job a spec field names (an eval's "job", a training job's "init"),
+ * when the peer may act on it: else an answer naming the field and -1. */
+static int get_field_job(const call *k, int64_t id, const char *field, const char *what,
+                         adv_job *j)
+{
+    char err[CORE_ERRLEN];
+    int rc = adv_store_job_get(k->d->store, id, j, err);
+    if (rc == ADV_STORE_NOT_FOUND)
+        return fail(k, ADV_E_NOT_FOUND, "invalid '%s': %s", field, err), -1;
+    if (rc)
+        return fail_store(k, rc, err), -1;
+    return check_owner(k, j, what);
+}
+
 static int get_own_job(const call *k, adv_job *j, const char *what)
 {
     return get_job(k, j) || check_owner(k, j, what) ? -1 : 0;
@@ -187,17 +201,11 @@ static int train_spec_of(const call *k, const adv_jobspec *s, adv_jobspec *paren
     if (s->kind != ADV_JOB_EVAL)
         return 0;
     adv_job p;
-    char err[CORE_ERRLEN];
-    int rc = adv_store_job_get(k->d->store, s->eval.job, &p, err);
-    if (rc == ADV_STORE_NOT_FOUND)
-        return fail(k, ADV_E_NOT_FOUND, "invalid 'job': %s", err), -1;
-    if (rc)
-        return fail_store(k, rc, err), -1;
-    if (check_owner(k, &p, "evaluate"))
+    if (get_field_job(k, s->eval.job, "job", "evaluate", &p))
         return -1;
     /* Not a training job (insert_job says so), or its data set moved since
      * (the worker will say so): nothing to judge the memory by. */
-    rc = p.kind != ADV_JOB_TRAIN || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
+    int rc = p.kind != ADV_JOB_TRAIN || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
     adv_job_clear(&p);
     if (rc)
         return *t = NULL, 0;
@@ -213,15 +221,9 @@ static int check_init(const call *k, const adv_jobspec *s)
     if (s->kind != ADV_JOB_TRAIN || !s->train.init.job)
         return 0;
     adv_job p;
-    char err[CORE_ERRLEN];
-    int rc = adv_store_job_get(k->d->store, s->train.init.job, &p, err);
-    if (rc == ADV_STORE_NOT_FOUND)
-        return fail(k, ADV_E_NOT_FOUND, "invalid 'init': %s", err), -1;
-    if (rc)
-        return fail_store(k, rc, err), -1;
-    if (check_owner(k, &p, "start a job from"))
+    if (get_field_job(k, s->train.init.job, "init", "start a job from", &p))
         return -1;
-    rc = p.kind == ADV_JOB_TRAIN ? 0 : -1;
+    int rc = p.kind == ADV_JOB_TRAIN ? 0 : -1;
     if (rc)
         fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'init': job %lld is not a training job",
              (long long)p.id);

@@ -485,9 +485,10 @@ static int worker_init(advd *d, advd_worker *w, const adv_job *j)
     return 0;
 }
 
-/* The state bytes of a checkpoint as base64 into msg[key]. */
+/* The state bytes of a checkpoint as base64 into msg[key]; its id, step
+ * and (sum not NULL) crc32 into the out-parameters. */
 static int attach_ckpt(advd *d, json_t *msg, const char *key, int64_t job, adv_ckpt_ref ref,
-                       int64_t *id, int64_t *step, char *err)
+                       int64_t *id, int64_t *step, uint32_t *sum, char *err)
 {
     adv_ckpt c;
     int rc = adv_store_ckpt_get(d->store, job, ref, &c, err);
@@ -496,6 +497,8 @@ static int attach_ckpt(advd *d, json_t *msg, const char *key, int64_t job, adv_c
     char *b64 = adv_base64_encode(c.state, c.size, NULL);
     *id = c.id;
     *step = c.step;
+    if (sum)
+        *sum = c.checksum;
     adv_ckpt_clear(&c);
     if (!b64)
         return core_errf(err, "out of memory");
@@ -512,7 +515,7 @@ static int eval_inputs(advd *d, advd_worker *w, const adv_jobspec *s, json_t *ms
     json_object_set_new(msg, "parent_spec", json_loads(parent.spec, 0, NULL));
     adv_job_clear(&parent);
     int rc = attach_ckpt(d, msg, "checkpoint", s->eval.job, s->eval.checkpoint, &w->eval_ckpt,
-                         &w->from_step, err);
+                         &w->from_step, NULL, err);
     if (rc == ADV_STORE_NOT_FOUND)
         return core_errf(err, "job %lld has no checkpoint '%s'", (long long)s->eval.job,
                          s->eval.checkpoint.which == ADV_CKPT_BEST     ? "best"
@@ -529,12 +532,9 @@ static int init_input(advd *d, const adv_job *j, const adv_jobspec *s, json_t *m
     const adv_init_ref *r = &s->train.init;
     if (!r->job)
         return 0;
-    adv_ckpt c;
-    int rc = adv_store_ckpt_find(d->store, r->job, r->ckpt, &c, err);
-    int64_t id = c.id, step;
-    uint32_t sum = c.checksum;
-    if (rc == 0)
-        rc = attach_ckpt(d, msg, "init", r->job, r->ckpt, &id, &step, err);
+    int64_t id, step;
+    uint32_t sum;
+    int rc = attach_ckpt(d, msg, "init", r->job, r->ckpt, &id, &step, &sum, err);
     if (rc == 0)
         rc = adv_store_job_lineage(d->store, j->id, id, sum, err);
     if (rc == ADV_STORE_NOT_FOUND) {
@@ -564,7 +564,7 @@ static json_t *job_message(advd *d, advd_worker *w, const adv_job *j, char *err)
     int rc = 0;
     if (s->kind == ADV_JOB_TRAIN) {
         rc = attach_ckpt(d, msg, "resume", j->id, (adv_ckpt_ref){ADV_CKPT_LATEST, 0},
-                         &w->last_ckpt, &w->from_step, err);
+                         &w->last_ckpt, &w->from_step, NULL, err);
         rc = rc == ADV_STORE_NOT_FOUND ? init_input(d, j, s, msg, err) : rc;
     } else {
         rc = eval_inputs(d, w, s, msg, err);
