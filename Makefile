@@ -7,6 +7,8 @@
 #   make check      build and run every Check test and the Python client's (pytest)
 #   make check-browser  only advctl report's test (tidy, headless Chromium)
 #   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       each parser's libFuzzer harness (tests/fuzz/) for FUZZ_S=60
+#                   seconds, with clang (build-fuzz/, scripts/fuzz.sh)
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py,
 #                   then advd under load (scripts/bench-load.sh)
 #   make deps       install missing Debian packages
@@ -65,7 +67,7 @@ UV_LIBS  := $(shell pkg-config --libs libuv 2>/dev/null)
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PROTO_SRC := $(wildcard proto/*.c)
-DAEMON_LIB_SRC := daemon/store.c
+DAEMON_LIB_SRC := daemon/store.c daemon/ckptfile.c
 ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
 # The daemon's program: everything else in daemon/ (main, server, ...).
 ADVD_SRC := $(filter-out $(DAEMON_LIB_SRC),$(wildcard daemon/*.c))
@@ -78,6 +80,9 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Shell tests: man pages, units, install, completion (no build of their own).
 TEST_SH  := $(wildcard tests/test_*.sh)
+# Fuzz harnesses, one per parser (tests/fuzz/; built and run further down).
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps demo check check-asan bench clean
 all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl $(BIN)/advload
@@ -90,8 +95,10 @@ $(BUILD)/%.o: %.c $(wildcard core/*.h)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # conv.c and gemm.c copy rows of 7 to 32 floats in loops; GCC would turn
-# them into memcpy/memset calls, which cost more than the copies.
-$(BUILD)/core/conv.o $(BUILD)/core/gemm.o: override CFLAGS += -fno-tree-loop-distribute-patterns
+# them into memcpy/memset calls, which cost more than the copies (GCC's
+# flag: clang, for make fuzz, has no such pass).
+$(BUILD)/core/conv.o $(BUILD)/core/gemm.o: override CFLAGS += \
+    $(if $(findstring clang,$(CC)),,-fno-tree-loop-distribute-patterns)
 
 $(BUILD)/libcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -103,6 +110,11 @@ $(BUILD)/libadvd.a: $(ADV_OBJ)
 	ar rcs $@ $^
 
 $(BIN)/advbench: $(BUILD)/tools/advbench.o $(BUILD)/libcore.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
+
+# The drift monitor's figures (README, "Using a model"): core only.
+$(BIN)/driftfig: $(BUILD)/tools/driftfig.o $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
 
@@ -127,8 +139,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 # Each test file is its own Check program; all of them run even if one fails.
 # test_daemon starts the advd of this build (ADV_BIN); test_advctl runs
 # this build's advctl (ADVCTL_BIN) against it.
-check: $(TEST_BIN) $(BIN)/advd $(BIN)/advctl
-	@fail=0; for t in $(TEST_BIN) $(TEST_SH); do \
+check: $(TEST_BIN) $(FUZZ_BIN) $(BIN)/advd $(BIN)/advctl
+	@fail=0; for t in $(TEST_BIN) $(TEST_SH) $(FUZZ_BIN); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
 	done; \
@@ -149,6 +161,37 @@ check-asan:
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    CFLAGS="-O1 -g" check
 
+# Fuzz harnesses (tests/fuzz/): each links FUZZ_MAIN, by default the
+# replay driver tests/fuzz/replay.c, which make check runs over the saved
+# inputs (tests/fuzz/corpus and regress). make fuzz builds them into
+# build-fuzz/ with clang's libFuzzer instead and runs each for FUZZ_S
+# seconds, FUZZ_JOBS at once (scripts/fuzz.sh prints the table).
+FUZZ_MAIN ?= $(BUILD)/tests/fuzz/replay.o
+FUZZ_S    ?= 60
+FUZZ_JOBS ?= 1
+$(FUZZ_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/fuzz/fuzz.o $(BUILD)/tests/fuzz/replay.o: \
+    $(wildcard proto/*.h daemon/*.h tests/fuzz/*.h)
+# The configuration file's parser is the daemon's (options.o), not a library's.
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/fuzz.o $(FUZZ_MAIN) \
+                 $(BUILD)/daemon/options.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FUZZ_LINK) $^ $(ADV_LIBS) $(CORE_LIBS) -o $@
+
+# The corpus's binary seeds, written from real files (tests/fuzz/seeds.c).
+$(BUILD)/fuzz/seeds: $(BUILD)/tests/fuzz/seeds.o $(BUILD)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
+
+.PHONY: fuzz fuzz-bin fuzz-seeds
+fuzz-bin: $(FUZZ_BIN)
+fuzz-seeds: $(BUILD)/fuzz/seeds
+	$(BUILD)/fuzz/seeds tests/fuzz/corpus
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz BIN=build-fuzz/bin CC=clang CFLAGS="-O1 -g -Wno-pass-failed" \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	    FUZZ_MAIN= FUZZ_LINK=-fsanitize=fuzzer fuzz-bin
+	FUZZ_S=$(FUZZ_S) FUZZ_JOBS=$(FUZZ_JOBS) sh scripts/fuzz.sh build-fuzz/fuzz
+
 bench: $(BIN)/advbench $(BIN)/advload $(BIN)/advd
 	sh scripts/bench.sh
 	BIN=$(BIN) sh scripts/bench-load.sh
@@ -157,7 +200,7 @@ demo: all
 	sh scripts/demo.sh
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-fuzz bin
 
 # ------------------------------------------------------------ install
 # make install [PREFIX=/usr/local] [DESTDIR=]: scripts/install.sh holds the

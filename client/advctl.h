@@ -125,6 +125,15 @@ const json_t *ctl_latest_report(const json_t *reports, const char *kind);
  * rows: [{"job": id, "data": corruptions report data or null}...]. */
 void ctl_print_family_table(const json_t *rows);
 int cmd_export(ctl *c, int argc, char **argv);
+int cmd_import(ctl *c, int argc, char **argv);
+int cmd_predict(ctl *c, int argc, char **argv);
+int cmd_monitor(ctl *c, int argc, char **argv);
+
+/* monitor.c: a drift monitor's lines: the windows a `predict --monitor`
+ * completed (its answer's "monitor"), and the line of `status` (nothing
+ * when the job has no monitor). */
+void ctl_print_monitor_feed(const json_t *monitor);
+void ctl_print_monitor_status(const json_t *job);
 
 /* images.c: the bytes of one entry {"name", "data"} of an `images`
  * answer of job: its inline base64 data, or (data null: too large to come

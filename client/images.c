@@ -250,7 +250,7 @@ int cmd_images(ctl *c, int argc, char **argv)
         rc = ctl_usage("images", "job %lld is an evaluation: give its training job to draw "
                                  "pictures, or no picture kind to fetch the ones it drew",
                        (long long)a.job);
-    else if (kind && !strcmp(kind, "train") && a.kind == ADV_IMAGES_NONE)
+    else if (kind && strcmp(kind, "eval") && a.kind == ADV_IMAGES_NONE)
         rc = ctl_usage("images", "give one of " KINDS);
     else if (a.kind != ADV_IMAGES_NONE)
         rc = draw(c, &a, st, &job);

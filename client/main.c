@@ -47,7 +47,7 @@ static const command commands[] = {
      "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
      "       [--wait]",
      "queue an evaluation of a checkpoint of JOB (with calibration, corruptions, explanations)"},
-    {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval] [--limit N] [--mine]",
+    {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval|import] [--limit N] [--mine]",
      "list jobs (everyone's; --mine: your own)"},
     {"status", NULL, cmd_status, "JOB", "show a job"},
     {"watch", NULL, cmd_watch, "JOB", "follow a job's progress to its end"},
@@ -58,6 +58,14 @@ static const command commands[] = {
     {"compare", NULL, cmd_compare, "JOB JOB...", "final clean and robust accuracies side by side"},
     {"export", NULL, cmd_export, "JOB [--checkpoint latest|best|EPOCH] -o FILE.safetensors",
      "write a checkpoint's weights as safetensors"},
+    {"import", NULL, cmd_import,
+     "FILE.safetensors --model PRESET|SPEC [--dataset D] [--name S]",
+     "a model trained elsewhere (PyTorch names) as a job that eval, report... take"},
+    {"predict", NULL, cmd_predict,
+     "JOB [--checkpoint latest|best|EPOCH] [--monitor] INPUT...",
+     "classify PNG files, folders of PNGs, IDX or CIFAR-10 files with a checkpoint of JOB"},
+    {"monitor", NULL, cmd_monitor, "JOB [--checkpoint latest|best|EPOCH] --window N | JOB [--watch]",
+     "create JOB's drift monitor (windows of N images), or show its windows"},
     {"images", NULL, cmd_images,
      "JOB (--adversarial | --saliency | --smoothgrad | --ig | --guided | --gaussian-local |\n"
      "       --lime | --corruptions | --units LAYER) [-n N] [--class K]\n"

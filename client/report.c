@@ -127,7 +127,7 @@ static int fetch_job(ctl *c, report_job *j)
     int rc = ctl_call_job(c, "status", j->id, &j->status);
     if (rc)
         return rc;
-    if (strcmp(rep_str(j->status, "kind"), "train")) {
+    if (!strcmp(rep_str(j->status, "kind"), "eval")) {
         const json_t *parent = json_object_get(j->status, "parent");
         return ctl_usage("report", "job %lld is an evaluation: give its training job (%lld)",
                          (long long)j->id, (long long)json_integer_value(parent));

@@ -111,7 +111,7 @@ int cmd_list(ctl *c, int argc, char **argv)
         json_decref(r);
         return 0;
     }
-    printf("%-6s %-5s %-10s %5s %-7s %-10s %-19s %s\n", "ID", "KIND", "STATE", "PROG", "PARENT",
+    printf("%-6s %-6s %-10s %5s %-7s %-10s %-19s %s\n", "ID", "KIND", "STATE", "PROG", "PARENT",
            "USER", "CREATED", "NAME");
     size_t i;
     json_t *j;
@@ -121,7 +121,7 @@ int cmd_list(ctl *c, int argc, char **argv)
             snprintf(parent, sizeof parent, "%lld", integer(j, "parent"));
         double prog = json_number_value(json_object_get(j, "progress"));
         snprintf(p, sizeof p, "%.0f%%", 100 * prog);
-        printf("%-6lld %-5s %-10s %5s %-7s %-10s %-19s %s\n", integer(j, "id"), str(j, "kind"),
+        printf("%-6lld %-6s %-10s %5s %-7s %-10s %-19s %s\n", integer(j, "id"), str(j, "kind"),
                str(j, "state"), p, parent, str(j, "user"),
                when(json_object_get(j, "created"), t, sizeof t), str(j, "name"));
     }
@@ -185,6 +185,9 @@ int cmd_status(ctl *c, int argc, char **argv)
     print_lineage(r);
     if (json_is_string(json_object_get(r, "error")))
         printf("error: %s\n", str(r, "error"));
+    if (json_is_string(json_object_get(r, "warning")))
+        printf("warning: %s\n", str(r, "warning"));
+    ctl_print_monitor_status(r);
     if (json_is_object(json_object_get(r, "spec")))
         print_spec(json_object_get(r, "spec"));
     json_decref(r);

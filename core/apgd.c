@@ -246,6 +246,20 @@ static int ranked_class(const float *z, int c, int rank)
     return best;
 }
 
+int attack_round_gather(core_attack_ws *ws, const float *x, const int *y, const int *ids,
+                        const uint8_t *alive, int n, int rank)
+{
+    int c = ws->nclass, k = attack_compact(alive, n, ws->cidx);
+    for (int t = 0; t < k; t++) {
+        int i = ws->cidx[t];
+        ws->cy[t] = y[i];
+        ws->cids[t] = (int)attack_id(ids, i);
+        ws->ct[t] = ranked_class(ws->logits + (size_t)i * c, c, rank);
+    }
+    attack_gather(ws->cx, x, ws->cidx, k, ws->dim);
+    return k;
+}
+
 int attack_apgd(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
                 const int *y, int n, uint64_t stream, const int *ids, float *x_adv, char *err)
 {
@@ -262,16 +276,9 @@ int attack_apgd(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, c
         alive[i] = attack_margin(ws->logits + (size_t)i * c, c, y[i], NULL) > 0.0f;
 
     for (int round = 0; round < cfg->restarts * per_restart; round++) {
-        int k = attack_compact(alive, n, ws->cidx);
+        int k = attack_round_gather(ws, x, y, ids, alive, n, round % per_restart + 1);
         if (k == 0)
             break;
-        for (int t = 0; t < k; t++) {
-            int i = ws->cidx[t];
-            ws->cy[t] = y[i];
-            ws->cids[t] = (int)attack_id(ids, i);
-            ws->ct[t] = ranked_class(ws->logits + (size_t)i * c, c, round % per_restart + 1);
-        }
-        attack_gather(ws->cx, x, ws->cidx, k, dim);
         apgd_batch b = {
             .m = m, .ws = ws, .cfg = cfg, .x = ws->cx, .y = ws->cy, .ids = ws->cids, .n = k,
             .stream = stream, .round = (uint64_t)round,

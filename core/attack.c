@@ -1,7 +1,8 @@
 /*
  * attack.c - configuration, workspace, the shared helpers and the gradient
  * engine (core_ascent) with the attacks built on it: FGSM, PGD with
- * restarts, uniform noise; plus the dispatch of core_attack_run.
+ * restarts, uniform noise; plus the dispatch of core_attack_run (APGD in
+ * apgd.c, Square in square.c, FAB-T in fab.c).
  *
  * FGSM is one ascent step of size eps without a random start; PGD is
  * core_ascent per restart, keeping per example the first restart that
@@ -28,7 +29,8 @@
 
 /* ---- names, defaults, validation -------------------------------------- */
 
-static const char *const kind_names[] = {"fgsm", "pgd", "apgd-ce", "apgd-t", "square", "noise"};
+static const char *const kind_names[] = {"fgsm",   "pgd",   "apgd-ce", "apgd-t",
+                                         "square", "noise", "fab-t"};
 #define NKINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
 
 const char *core_attack_kind_name(core_attack_kind k)
@@ -43,7 +45,8 @@ int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err)
         *out = (core_attack_kind)k;
         return 0;
     }
-    return core_errf(err, "unknown attack '%s' (known: fgsm, pgd, apgd-ce, apgd-t, square, noise)",
+    return core_errf(err,
+                     "unknown attack '%s' (known: fgsm, pgd, apgd-ce, apgd-t, square, noise, fab-t)",
                      s ? s : "");
 }
 
@@ -57,7 +60,8 @@ core_attack_cfg core_attack_defaults(core_attack_kind kind, float eps)
     if (kind == CORE_ATTACK_FGSM) {
         c.steps = 1;
         c.random_start = 0;
-    } else if (kind == CORE_ATTACK_APGD_CE || kind == CORE_ATTACK_APGD_T) {
+    } else if (kind == CORE_ATTACK_APGD_CE || kind == CORE_ATTACK_APGD_T ||
+               kind == CORE_ATTACK_FAB_T) {
         c.steps = 100;
         if (kind == CORE_ATTACK_APGD_T)
             c.loss = CORE_ALOSS_DLR;
@@ -396,17 +400,23 @@ static int restart_succeeded(const float *z, int c, int y, const int *target, in
     return target ? attack_margin(z, c, target[i], NULL) > 0.0f : attack_margin(z, c, y, NULL) <= 0.0f;
 }
 
+core_ascent_cfg core_attack_ascent(const core_attack_cfg *cfg)
+{
+    int fgsm = cfg->kind == CORE_ATTACK_FGSM;
+    return (core_ascent_cfg){
+        .norm = cfg->norm, .eps = cfg->eps, .seed = cfg->seed,
+        .steps = fgsm ? 1 : cfg->steps,
+        .alpha = fgsm ? cfg->eps : cfg->alpha > 0.0f ? cfg->alpha
+                                                     : core_pgd_step(cfg->eps, cfg->steps),
+        .random_start = fgsm ? 0 : cfg->random_start,
+    };
+}
+
 static void attack_pgd(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws,
                        const float *x, const int *y, const int *target, int n,
                        uint64_t stream, const int *ids, float *x_adv)
 {
-    int fgsm = cfg->kind == CORE_ATTACK_FGSM;
-    core_ascent_cfg a = {
-        .norm = cfg->norm, .eps = cfg->eps, .seed = cfg->seed,
-        .steps = fgsm ? 1 : cfg->steps,
-        .alpha = fgsm ? cfg->eps : cfg->alpha > 0.0f ? cfg->alpha : 2.5f * cfg->eps / cfg->steps,
-        .random_start = fgsm ? 0 : cfg->random_start,
-    };
+    core_ascent_cfg a = core_attack_ascent(cfg);
     /* Without randomness every restart would repeat the first. */
     int restarts = a.random_start ? cfg->restarts : 1;
     attack_loss_ctx ctx = {.loss = cfg->loss, .y = y, .target = target};
@@ -452,14 +462,16 @@ static int run_checks(const core_attack_cfg *cfg, const core_model *m, const cor
     for (int i = 0; targeted && i < n; i++)
         if (target[i] < 0 || target[i] >= c)
             return core_errf(err, "invalid target '%d' (must be in [0, %d))", target[i], c);
-    if (cfg->kind == CORE_ATTACK_APGD_T && cfg->n_targets >= c)
+    if ((cfg->kind == CORE_ATTACK_APGD_T || cfg->kind == CORE_ATTACK_FAB_T) && cfg->n_targets >= c)
         return core_errf(err, "invalid n_targets '%d' (must be < %d classes)", cfg->n_targets, c);
     int dlr = cfg->loss == CORE_ALOSS_DLR || cfg->kind == CORE_ATTACK_APGD_T;
     int need = cfg->kind == CORE_ATTACK_APGD_T || (dlr && targeted) ? 4 : 3;
     if (dlr && c < need)
         return core_errf(err, "invalid loss 'dlr' (needs >= %d classes, the model has %d)", need, c);
-    if (cfg->kind == CORE_ATTACK_SQUARE && cfg->norm != CORE_NORM_LINF)
-        return core_errf(err, "invalid norm 'l2' for 'square' (only linf is supported)");
+    if ((cfg->kind == CORE_ATTACK_SQUARE || cfg->kind == CORE_ATTACK_FAB_T) &&
+        cfg->norm != CORE_NORM_LINF)
+        return core_errf(err, "invalid norm 'l2' for '%s' (only linf is supported)",
+                         core_attack_kind_name(cfg->kind));
     return 0;
 }
 
@@ -488,6 +500,10 @@ int attack_run_ids(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws
         break;
     case CORE_ATTACK_SQUARE:
         if (attack_square(cfg, m, ws, x, y, n, stream, ids, x_adv, err))
+            return -1;
+        break;
+    case CORE_ATTACK_FAB_T:
+        if (attack_fab(cfg, m, ws, x, y, n, stream, ids, x_adv, err))
             return -1;
         break;
     }

@@ -29,7 +29,8 @@ typedef enum {
     CORE_ATTACK_APGD_CE,
     CORE_ATTACK_APGD_T,   /* targeted APGD with the targeted DLR loss */
     CORE_ATTACK_SQUARE,   /* score-based, no gradients (L-inf) */
-    CORE_ATTACK_NOISE     /* uniform random noise in the eps-ball (a baseline) */
+    CORE_ATTACK_NOISE,    /* uniform random noise in the eps-ball (a baseline) */
+    CORE_ATTACK_FAB_T     /* targeted FAB, minimal L-inf boundary points (fab.c) */
 } core_attack_kind;
 
 typedef enum { CORE_ALOSS_CE, CORE_ALOSS_CW, CORE_ALOSS_DLR } core_attack_loss;
@@ -40,11 +41,11 @@ typedef struct {
     core_attack_loss loss;
     float eps;
     float alpha;        /* PGD step size (0: 2.5 * eps / steps) */
-    int steps;          /* PGD / APGD iterations (APGD default 100) */
+    int steps;          /* PGD / APGD / FAB iterations (APGD, FAB default 100) */
     int restarts;       /* random restarts (>= 1); per example the worst is kept */
     int random_start;   /* PGD: start at a uniform point of the eps-ball */
     int targeted;       /* PGD: move towards target[] rather than away from y */
-    int n_targets;      /* APGD-T: how many of the top other classes (9) */
+    int n_targets;      /* APGD-T, FAB-T: how many of the top other classes (9) */
     int queries;        /* Square: query budget per example (5000) */
     float p_init;       /* Square: initial fraction of pixels changed (0.8) */
     uint64_t seed;
@@ -86,6 +87,16 @@ typedef struct {
     uint64_t seed;
 } core_ascent_cfg;
 
+/* The default PGD step size, 2.5 * eps / steps (Madry et al.): the one
+ * definition for attacks, training, probes and benchmarks. */
+static inline float core_pgd_step(float eps, int steps)
+{
+    return 2.5f * eps / (float)steps;
+}
+
+/* The ascent that FGSM or PGD runs for cfg (FGSM: one step of eps from x). */
+core_ascent_cfg core_attack_ascent(const core_attack_cfg *cfg);
+
 /* n must not exceed the capacity of ws nor of the model (there is no error
  * return: a larger n leaves x_adv = x). */
 void core_ascent(const core_ascent_cfg *cfg, core_model *m, core_attack_ws *ws,
@@ -116,8 +127,9 @@ typedef struct {
     core_attack_cfg attacks[CORE_SUITE_MAX];
 } core_suite;
 
-/* "autoattack" = APGD-CE, APGD-T, Square; "pgd" = PGD-20 (CE); "strong" =
- * PGD-100 x 5 restarts, PGD-CW-100, APGD-CE, APGD-T, Square. */
+/* "autoattack" = APGD-CE, APGD-T, FAB-T, Square (AutoAttack's standard
+ * version); "pgd" = PGD-20 (CE); "strong" = PGD-100 x 5 restarts,
+ * PGD-CW-100, APGD-CE, APGD-T, FAB-T, Square. */
 int core_suite_preset(const char *name, float eps, uint64_t seed, core_suite *out, char *err);
 
 /* Run a suite on n examples: robust[i] = 1 when example i survives every

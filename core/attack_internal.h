@@ -1,5 +1,5 @@
 /*
- * attack_internal.h - what attack.c, apgd.c, square.c and suite.c share:
+ * attack_internal.h - what attack.c, apgd.c, square.c, fab.c and suite.c share:
  * the workspace layout, the random-counter scheme and the small helpers
  * (margin, random points, steps, row gathering) that each exist once.
  *
@@ -24,10 +24,11 @@
  * cap * dim floats. Which function uses what:
  *   row[0..5]  the iterates: PGD's current restart (row[0]), APGD's
  *              x_k, x_{k-1}, proposal, best point, its gradient, the
- *              misclassified iterate; Square's candidates (row[0])
+ *              misclassified iterate; Square's candidates (row[0]); FAB's
+ *              x_k, closest adversarial point, two projections, scratch
  *   grad, dlogits, loss  one forward/backward of the engine
- *   ex_*       per-example state of PGD restarts, APGD and Square
- *   c*         the attack-level compaction (APGD rounds)
+ *   ex_*       per-example state of PGD restarts, APGD, Square and FAB
+ *   c*         the attack-level compaction (APGD and FAB rounds)
  *   s*         the suite-level compaction
  */
 struct core_attack_ws {
@@ -94,11 +95,20 @@ int attack_run_ids(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws
                    const float *x, const int *y, const int *target, int n, uint64_t stream,
                    const int *ids, float *x_adv, uint8_t *robust, char *err);
 
-/* The attacks of apgd.c and square.c, on a checked configuration. */
+/* The rounds of APGD and FAB-T: compacts the examples with alive[i] set
+ * into ws->cx / cy / cids / cidx (ws->ct: each one's rank-th highest clean
+ * logit, rank 1 the runner-up, from the n x nclass ws->logits); returns
+ * their count. */
+int attack_round_gather(core_attack_ws *ws, const float *x, const int *y, const int *ids,
+                        const uint8_t *alive, int n, int rank);
+
+/* The attacks of apgd.c, square.c and fab.c, on a checked configuration. */
 int attack_apgd(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
                 const int *y, int n, uint64_t stream, const int *ids, float *x_adv, char *err);
 int attack_square(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
                   const int *y, int n, uint64_t stream, const int *ids, float *x_adv,
                   char *err);
+int attack_fab(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
+               const int *y, int n, uint64_t stream, const int *ids, float *x_adv, char *err);
 
 #endif

@@ -780,3 +780,90 @@ void core_data_split_free(core_data_split *s)
     core_free(s->val);
     memset(s, 0, sizeof *s);
 }
+
+/* ------------------------------------------------------- loose inputs */
+
+static int png_file_load(const char *path, core_dataset *out, char *err)
+{
+    png_pixels img;
+    if (png_decode(path, &img, err) < 0)
+        return -1;
+    int rc = ds_alloc(out, 1, (core_shape){img.c, img.h, img.w}, err);
+    if (rc == 0)
+        hwc_to_chw(&img, out->pixels);
+    free(img.hwc);
+    return rc;
+}
+
+static int idx_images_load(gzFile gz, const char *path, const uint32_t *dims, int limit,
+                           core_dataset *out, char *err)
+{
+    if (dims[1] == 0 || dims[2] == 0 || (uint64_t)dims[1] * dims[2] > MAX_EXAMPLE_BYTES)
+        return core_errf(err, "'%s': bad image size %ux%u", path, dims[1], dims[2]);
+    core_shape shape = {1, (int)dims[1], (int)dims[2]};
+    size_t n = apply_limit(dims[0], limit);
+    return ds_alloc(out, n, shape, err) < 0 ||
+                   gz_read_exact(gz, path, out->pixels, n * core_shape_size(shape), "pixel",
+                                 err) < 0
+               ? -1
+               : 0;
+}
+
+static int cifar_file_load(const char *path, int limit, core_dataset *out, char *err)
+{
+    size_t nrec;
+    if (cifar_count(path, &nrec, err) < 0)
+        return -1;
+    nrec = apply_limit(nrec, limit);
+    if (ds_alloc(out, nrec, (core_shape){3, 32, 32}, err) < 0 ||
+        cifar_read(path, nrec, out->pixels, out->labels, err) < 0)
+        return -1;
+    out->nclass = 10;
+    set_names(out, cifar_names, 10);
+    return 0;
+}
+
+int core_inputs_file_load(const char *path, int limit, core_dataset *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t sig[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return core_errf(err, "cannot open '%s': %s", path, strerror(errno));
+    size_t got = fread(sig, 1, sizeof sig, f);
+    fclose(f);
+    int rc;
+    if (got == sizeof sig && png_sig_cmp(sig, 0, sizeof sig) == 0) {
+        rc = png_file_load(path, out, err);
+    } else {
+        uint32_t dims[3];
+        char why[CORE_ERRLEN];
+        gzFile gz = idx_open(path, IDX_IMAGES_MAGIC, dims, why);
+        if (gz) {
+            rc = idx_images_load(gz, path, dims, limit, out, err);
+            gzclose(gz);
+        } else if ((rc = cifar_file_load(path, limit, out, err)) < 0) {
+            /* Neither: IDX's complaint for an IDX-like header, else what it is not. */
+            if (got >= 3 && sig[0] == 0 && sig[1] == 0 && sig[2] == 8)
+                snprintf(err, CORE_ERRLEN, "%s", why);
+            else
+                core_errf(err, "'%s': not a PNG image, an IDX images file or a CIFAR-10 batch",
+                          path);
+        }
+    }
+    if (rc < 0)
+        core_dataset_free(out);
+    return rc;
+}
+
+int core_png_folder_list(const char *dir, char ***names, int *n, char *err)
+{
+    strlist l = {0};
+    if (list_dir(dir, 0, &l, err) < 0) {
+        strlist_free(&l);
+        return -1;
+    }
+    *names = l.v;
+    *n = l.n;
+    return 0;
+}

@@ -63,6 +63,15 @@ int core_cifar10_load(const char *dir, core_split split, int limit,
                       core_dataset *out, char *err);
 int core_pngdir_load(const char *dir, int limit, core_dataset *out, char *err);
 
+/* Loose inputs to score (advctl predict): one file holding a PNG image,
+ * an IDX images file (plain or gzip; no labels needed) or a CIFAR-10
+ * batch, told apart by its first bytes; limit > 0 keeps the first limit
+ * examples. Labels are 0 unless the file has them (CIFAR). */
+int core_inputs_file_load(const char *path, int limit, core_dataset *out, char *err);
+/* The *.png file names in dir (not paths), sorted by strcmp: *names is a
+ * malloc'ed array of n malloc'ed strings. */
+int core_png_folder_list(const char *dir, char ***names, int *n, char *err);
+
 /* Gather examples idx[0..n) into x (n * shape floats in [0,1]) and y. */
 void core_dataset_gather(const core_dataset *ds, const int *idx, int n,
                          float *x, int *y);

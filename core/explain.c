@@ -31,7 +31,7 @@ const char *core_explain_method_name(core_explain_method m)
     return (unsigned)m < CORE_EXPLAIN_NMETHODS ? method_names[m] : "unknown";
 }
 
-int core_explain_method_parse(const char *s, core_explain_method *out, char *err)
+static int method_parse(const char *s, core_explain_method *out, char *err)
 {
     int i = core_name_index(s, method_names, CORE_EXPLAIN_NMETHODS);
     if (i >= 0) {
@@ -54,7 +54,7 @@ int core_explain_methods_parse(const char *list, unsigned *mask, char *err)
         snprintf(word, sizeof word, "%.*s", (int)n, p);
         if (strcmp(word, "all") == 0)
             *mask |= CORE_EXPLAIN_ALL;
-        else if (core_explain_method_parse(word, &m, err))
+        else if (method_parse(word, &m, err))
             return -1;
         else
             *mask |= 1u << m;

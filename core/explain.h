@@ -66,7 +66,6 @@ typedef struct {
 
 core_explain_cfg core_explain_defaults(core_explain_method method);
 const char *core_explain_method_name(core_explain_method m);   /* "saliency", ... */
-int core_explain_method_parse(const char *s, core_explain_method *out, char *err);
 
 /* A comma-separated list of methods ("saliency,guided,lime") as a bit mask
  * (bit m for method m), and back; "all" names every method. */

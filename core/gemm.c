@@ -27,6 +27,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,14 +304,21 @@ static void gemm_serial_blas(const operands *o, int m, int n, int k0, int k1, fl
 #define GEMM_SERIAL gemm_serial
 #endif
 
-/* The kernel is chosen once; every thread would choose the same. */
+/* The kernel, chosen once: the first call may come from inside a parallel
+ * loop, where an unguarded lazy choice would be a data race. */
+static kernel kern;
+static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
+
+static void choose_kernel(void)
+{
+    kern = pick_kernel();
+}
+
 void core_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *c, int ldc)
 {
-    static kernel kern;
-    if (!kern.fn)
-        kern = pick_kernel();
+    pthread_once(&kern_once, choose_kernel);
     operands o = {trans_a, trans_b, a, b, lda, ldb, alpha};
     int threads = omp_get_max_threads();
     double work = (double)m * n * k;
@@ -367,9 +375,4 @@ void core_set_threads(int n)
 #ifdef ADV_GEMM_OPENBLAS
     openblas_set_num_threads(1); /* the split above does the threading */
 #endif
-}
-
-int core_threads(void)
-{
-    return omp_get_max_threads();
 }

@@ -21,6 +21,5 @@ void core_gemm_reference(int trans_a, int trans_b, int m, int n, int k, float al
 
 /* Threads for both OpenMP loops and the BLAS (n <= 0: all cores). */
 void core_set_threads(int n);
-int core_threads(void);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * layers.c - ReLU, pooling and fully connected layers (see layers.h).
+ * layers.c - ReLU, pooling, input normalisation and fully connected layers
+ * (see layers.h).
  *
  * Pooling windows have no padding and drop a partial last window, as
  * PyTorch's MaxPool2d / AvgPool2d do by default. GAP is an average pool whose
@@ -148,6 +149,30 @@ void core_avgpool_backward(const core_layer *l, const float *dy, float *dx, int 
                     for (int dx_ = 0; dx_ < pw.kw; dx_++)
                         dxp[(oy * pw.sh + dy_) * iw + ox * pw.sw + dx_] += g;
             }
+    }
+}
+
+void core_norm_forward(const core_layer *l, const float *x, float *y, int n)
+{
+    const int planes = n * l->in.c, c = l->in.c;
+    const size_t hw = (size_t)l->in.h * l->in.w;
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float m = l->mean[pl % c], s = l->std[pl % c];
+        for (size_t i = (size_t)pl * hw; i < (size_t)(pl + 1) * hw; i++)
+            y[i] = (x[i] - m) / s;
+    }
+}
+
+void core_norm_backward(const core_layer *l, const float *dy, float *dx, int n)
+{
+    const int planes = n * l->in.c, c = l->in.c;
+    const size_t hw = (size_t)l->in.h * l->in.w;
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float s = l->std[pl % c];
+        for (size_t i = (size_t)pl * hw; i < (size_t)(pl + 1) * hw; i++)
+            dx[i] = dy[i] / s;
     }
 }
 

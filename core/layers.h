@@ -23,8 +23,12 @@ typedef enum {
     CORE_LAYER_GAP,      /* global average pool: C x H x W -> C x 1 x 1 */
     CORE_LAYER_FLATTEN,  /* C x H x W -> (C*H*W) x 1 x 1, no copy of data */
     CORE_LAYER_FC,
-    CORE_LAYER_RES       /* relu(x + conv_b(relu(conv_a(x)))), 3x3 pad 1 */
+    CORE_LAYER_RES,      /* relu(x + conv_b(relu(conv_a(x)))), 3x3 pad 1 */
+    CORE_LAYER_NORM      /* (x - mean[c]) / std[c] per channel: constants, not parameters */
 } core_layer_kind;
+
+/* Channels a norm layer can hold constants for. */
+#define CORE_NORM_MAX 64
 
 /* A convolution: weight cout x cin x k x k (PyTorch's layout), bias cout. */
 typedef struct {
@@ -50,6 +54,7 @@ typedef struct {
     int pool, stride;    /* MAXPOOL / AVGPOOL window and stride */
     core_conv conv[2];   /* CONV uses conv[0]; RES uses conv[0] (a), conv[1] (b) */
     size_t w_off, b_off; /* FC: weight out x in, bias out */
+    float mean[CORE_NORM_MAX], std[CORE_NORM_MAX]; /* NORM: one per channel */
     /* Per-batch buffers (allocated by core_model_reserve). */
     float *y;            /* output, n * out (FLATTEN aliases its input; NULL for a CONV
                           * followed by a RELU, which writes relu(conv) into the RELU's) */
@@ -83,6 +88,10 @@ void core_maxpool_forward(const core_layer *l, const float *x, float *y, int *ar
 void core_maxpool_backward(const core_layer *l, const float *dy, const int *argmax, float *dx, int n);
 void core_avgpool_forward(const core_layer *l, const float *x, float *y, int n);
 void core_avgpool_backward(const core_layer *l, const float *dy, float *dx, int n);
+/* Input normalisation, per channel: y = (x - mean) / std (subtraction then
+ * division, as PyTorch computes it); dx = dy / std. dx may alias dy. */
+void core_norm_forward(const core_layer *l, const float *x, float *y, int n);
+void core_norm_backward(const core_layer *l, const float *dy, float *dx, int n);
 void core_fc_forward(const core_layer *l, const float *params, const float *x, float *y, int n);
 void core_fc_backward(const core_layer *l, const float *params, float *grads,
                       const float *x, const float *dy, float *dx, int n, int param_grads);

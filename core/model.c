@@ -247,9 +247,60 @@ static int build_fc(builder *b, const token *t, const char *text, char *err)
     return 0;
 }
 
+/* Up to max comma-separated finite numbers of s[0, len) into v; returns
+ * how many, or -1. Read as doubles then rounded to float, as PyTorch turns
+ * a Python float into a float32 tensor. */
+static int parse_values(const char *s, size_t len, float *v, int max)
+{
+    int k = 0;
+    const char *end = s + len;
+    while (s < end && k < max) {
+        char *stop;
+        double d = strtod(s, &stop);
+        if (stop == s || stop > end || !isfinite((float)d) || (stop < end && *stop != ','))
+            return -1;
+        v[k++] = (float)d;
+        s = stop + (stop < end);
+        if (stop + 1 == end)
+            return -1; /* a trailing comma */
+    }
+    return s < end ? -1 : k;
+}
+
+/* norm(MEAN;STD): one value for every channel, or one per channel. */
+static int build_norm(builder *b, const char *text, char *err)
+{
+    const char *open = text + 4, *semi = strchr(text, ';');
+    size_t len = strlen(text);
+    int c = b->shape.c, nm, ns;
+    float mean[CORE_NORM_MAX], std[CORE_NORM_MAX];
+    if (*open != '(' || !semi || text[len - 1] != ')')
+        return core_errf(err, "'%s': expected norm(MEAN;STD), e.g. norm(0.286;0.353)", text);
+    if ((nm = parse_values(open + 1, (size_t)(semi - open - 1), mean, CORE_NORM_MAX)) < 1 ||
+        (ns = parse_values(semi + 1, (size_t)(text + len - 1 - semi - 1), std, CORE_NORM_MAX)) < 1)
+        return core_errf(err, "'%s': expected comma-separated numbers on each side of ';'", text);
+    if ((nm != 1 && nm != c) || (ns != 1 && ns != c))
+        return core_errf(err, "'%s': %d mean and %d std values for %d channels (give 1 or %d)",
+                         text, nm, ns, c, c);
+    if (c > CORE_NORM_MAX)
+        return core_errf(err, "'%s': %d channels, more than %d", text, c, CORE_NORM_MAX);
+    core_layer *l = new_layer(b, CORE_LAYER_NORM, text, err);
+    if (!l)
+        return -1;
+    for (int i = 0; i < c; i++) {
+        l->mean[i] = mean[nm == 1 ? 0 : i];
+        l->std[i] = std[ns == 1 ? 0 : i];
+        if (!(l->std[i] > 0.0f))
+            return core_errf(err, "'%s': std must be positive", text);
+    }
+    return 0;
+}
+
 static int build_token(builder *b, const char *text, char *err)
 {
     token t;
+    if (strncmp(text, "norm", 4) == 0 && (text[4] == '(' || text[4] == '\0'))
+        return build_norm(b, text, err);
     if (token_parse(text, &t, err))
         return -1;
     const char *w = t.word;
@@ -283,7 +334,7 @@ static int build_token(builder *b, const char *text, char *err)
         return 0;
     }
     return core_errf(err, "unknown layer '%s' (expected conv, relu, maxpool, avgpool, gap, "
-                          "flatten, fc or res)", text);
+                          "flatten, fc, res or norm)", text);
 }
 
 static int build_all(core_model *m, char *err)
@@ -567,6 +618,9 @@ const float *core_model_forward(core_model *m, const float *x, int n)
         case CORE_LAYER_RES:
             res_forward(m, l, x, n);
             break;
+        case CORE_LAYER_NORM:
+            core_norm_forward(l, x, l->y, n);
+            break;
         }
         x = l->y;
     }
@@ -620,6 +674,9 @@ static void layer_backward(core_model *m, core_layer *l, const float *x, float *
         break;
     case CORE_LAYER_RES:
         res_backward(m, l, x, dy, dx, n, pg);
+        break;
+    case CORE_LAYER_NORM:
+        core_norm_backward(l, dy, dx, n);
         break;
     }
 }
@@ -756,6 +813,22 @@ void core_model_backward_from(core_model *m, int top, const float *dy_top, int n
 void core_model_zero_grad(core_model *m)
 {
     memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+int core_model_buffers(const core_model *m, core_buffer_view *out)
+{
+    int k = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const core_layer *l = &m->layers[i];
+        if (l->kind != CORE_LAYER_NORM)
+            continue;
+        for (int j = 0; j < 2; j++, k++) {
+            snprintf(out[k].name, sizeof out[k].name, "%s.%s", l->name, j ? "std" : "mean");
+            out[k].data = j ? l->std : l->mean;
+            out[k].len = l->in.c;
+        }
+    }
+    return k;
 }
 
 const core_param_view *core_model_view(const core_model *m, const char *name)

@@ -13,6 +13,12 @@
  *   fcN                fully connected to N outputs
  *   res[N]             residual block relu(x + conv(relu(conv(x)))) of two
  *                      3x3 pad-1 convolutions keeping the N input channels
+ *   norm(MEAN;STD)     (x - mean) / std per channel, input normalisation as
+ *                      part of the model; MEAN and STD are one number for
+ *                      every channel or one per channel, comma-separated
+ *                      e.g. norm(0.4914,0.4822,0.4465;0.2470,0.2435,0.2616).
+ *                      Constants of the spec, not trained; exported as the
+ *                      PyTorch buffers "N.mean" and "N.std" (core_model_buffers)
  * The last layer must be fc<classes>. Presets: cnn-small, madry,
  * resnet-tiny (see core_model_preset), layer for layer the models of
  * ../shared/peers/torch_peer.py, down to the nn.Sequential indices used as
@@ -131,6 +137,18 @@ void core_model_freeze(core_model *m, int k);
  * any other missing or mis-shaped tensor is an error listing both shapes. */
 int core_model_transfer(core_model *dst, const core_model *src, int *reinit, char *err);
 const core_param_view *core_model_view(const core_model *m, const char *name);
+
+/* A constant tensor that is not a parameter (a PyTorch buffer): each norm
+ * layer's "N.mean" and "N.std", one float per channel. */
+typedef struct {
+    char name[32];
+    const float *data;
+    int len;
+} core_buffer_view;
+#define CORE_MAX_BUFFERS (2 * CORE_MAX_LAYERS)
+/* The model's buffers in layer order into out (room for CORE_MAX_BUFFERS);
+ * returns how many. */
+int core_model_buffers(const core_model *m, core_buffer_view *out);
 /* Multiply-adds of one forward pass of one example (for GFLOP/s figures). */
 double core_model_flops(const core_model *m);
 

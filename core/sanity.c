@@ -11,9 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void warn(core_warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void warn(core_warnings *w, const char *fmt, ...)
+void core_warn(core_warnings *w, const char *fmt, ...)
 {
     if (w->count >= CORE_WARN_MAX)
         return;
@@ -55,18 +53,19 @@ static void check_pair(const core_eval_point *a, const core_eval_point *b, core_
         return;
     int same_attack = same(a->attack, b->attack), same_eps = a->eps == b->eps;
     if (same_attack && b->eps > a->eps && b->steps == a->steps && b->restarts == a->restarts)
-        warn(w, "robust accuracy rises with eps: %s %.1f%% at eps %g but %.1f%% at eps %g",
-             b->attack, 100 * b->robust_acc, b->eps, 100 * a->robust_acc, a->eps);
+        core_warn(w, "robust accuracy rises with eps: %s %.1f%% at eps %g but %.1f%% at eps %g",
+                  b->attack, 100 * b->robust_acc, b->eps, 100 * a->robust_acc, a->eps);
     if (same_attack && same_eps && more_effort(b, a))
-        warn(w, "more iterations help the model: %s-%d x%d gives %.1f%%, %s-%d x%d %.1f%% at eps %g",
-             b->attack, b->steps, b->restarts, 100 * b->robust_acc, a->attack, a->steps,
-             a->restarts, 100 * a->robust_acc, a->eps);
+        core_warn(w, "more iterations help the model: %s-%d x%d gives %.1f%%, "
+                     "%s-%d x%d %.1f%% at eps %g",
+                  b->attack, b->steps, b->restarts, 100 * b->robust_acc, a->attack, a->steps,
+                  a->restarts, 100 * a->robust_acc, a->eps);
     if (same_eps && same(a->attack, "fgsm") && same(b->attack, "pgd"))
-        warn(w, "fgsm is stronger than pgd at eps %g (%.1f%% vs %.1f%%): pgd may not converge",
-             a->eps, 100 * a->robust_acc, 100 * b->robust_acc);
+        core_warn(w, "fgsm is stronger than pgd at eps %g (%.1f%% vs %.1f%%): pgd may not converge",
+                  a->eps, 100 * a->robust_acc, 100 * b->robust_acc);
     if (same_eps && same(a->attack, "noise") && is_white_box(b))
-        warn(w, "random noise beats %s at eps %g by %.1f points: gradients may be masked",
-             b->attack, a->eps, 100 * gap);
+        core_warn(w, "random noise beats %s at eps %g by %.1f points: gradients may be masked",
+                  b->attack, a->eps, 100 * gap);
 }
 
 static void check_black_box(const core_eval_point *p, int n, core_warnings *w)
@@ -80,8 +79,8 @@ static void check_black_box(const core_eval_point *p, int n, core_warnings *w)
                 (!best || p[j].robust_acc < best->robust_acc))
                 best = &p[j];
         if (best && best->robust_acc - p[i].robust_acc > 0.002)
-            warn(w, "possible gradient masking: square beats %s by %.1f points at eps %g",
-                 best->attack, 100 * (best->robust_acc - p[i].robust_acc), p[i].eps);
+            core_warn(w, "possible gradient masking: square beats %s by %.1f points at eps %g",
+                      best->attack, 100 * (best->robust_acc - p[i].robust_acc), p[i].eps);
     }
 }
 
@@ -96,9 +95,9 @@ void core_sanity_check(const core_eval_point *p, int n, int nclass, core_warning
     for (int i = 0; i < n; i++)
         if (p[i].norm == CORE_NORM_LINF && p[i].eps >= 0.5f && is_white_box(&p[i]) &&
             p[i].robust_acc > chance + fmax(0.02, 1.0 / (p[i].n ? p[i].n : 1)))
-            warn(w, "%s leaves %.1f%% accuracy at eps %g, above chance (%.1f%%): "
-                    "possible gradient masking", p[i].attack, 100 * p[i].robust_acc, p[i].eps,
-                 100 * chance);
+            core_warn(w, "%s leaves %.1f%% accuracy at eps %g, above chance (%.1f%%): "
+                         "possible gradient masking", p[i].attack, 100 * p[i].robust_acc, p[i].eps,
+                      100 * chance);
 }
 
 /* ---- probes ------------------------------------------------------------- */
@@ -138,7 +137,7 @@ int core_sanity_probe(core_model *m, core_attack_ws *ws, const core_dataset *ds,
     for (int i = 0; i < CORE_SANITY_PROBES; i++) {
         c[i].seed = seed;
         if (c[i].kind == CORE_ATTACK_PGD)
-            c[i].alpha = 2.5f * c[i].eps / (float)c[i].steps;
+            c[i].alpha = core_pgd_step(c[i].eps, c[i].steps);
         if (probe(m, ws, ds, idx, n, batch, &c[i], CORE_STREAM_USER + (uint64_t)i, &pts[i], err))
             return -1;
     }

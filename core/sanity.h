@@ -38,6 +38,9 @@ typedef struct {
     char text[CORE_WARN_MAX][CORE_WARN_LEN];
 } core_warnings;
 
+/* Append one warning (dropped past CORE_WARN_MAX). */
+void core_warn(core_warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Compare the points; append one warning per violation. Tolerance: half a
  * point of accuracy, or one example, whichever is larger. */
 void core_sanity_check(const core_eval_point *pts, int npts, int nclass, core_warnings *w);

@@ -216,7 +216,16 @@ int core_state_model(const uint8_t *buf, size_t len, core_model **out, char *err
     parsed_state s;
     if (parse(buf, len, &s, err))
         return -1;
+    /* Sizes first, so that a spec that does not match the parameters
+     * stored cannot make us allocate gigabytes for a kilobyte checkpoint. */
     core_model *m;
+    if (core_model_describe(s.info.spec, s.info.in, s.info.nclass, &m, err))
+        return -1;
+    size_t nparams = m->nparams;
+    core_model_free(m);
+    if (nparams != s.nparams)
+        return core_errf(err, "checkpoint holds %llu parameters, its model '%s' has %zu",
+                         (unsigned long long)s.nparams, s.info.spec, nparams);
     if (core_model_create(s.info.spec, s.info.in, s.info.nclass, 0, &m, err))
         return -1;
     if (core_state_load(m, NULL, NULL, buf, len, err)) {

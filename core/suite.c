@@ -9,8 +9,10 @@
  * every member: the per-example worst case.
  *
  * Member j of a preset gets seed + j, so no two members share draws.
- * APGD-T's n_targets is clamped to nclass - 1 at run time, so "autoattack"
- * means "the 9 runner-up classes, or all of them when there are fewer".
+ * APGD-T's and FAB-T's n_targets are clamped to nclass - 1 at run time, so
+ * "autoattack" means "the 9 runner-up classes, or all of them when there
+ * are fewer". "autoattack" is AutoAttack's standard version: APGD-CE,
+ * APGD-T, FAB-T, Square; "strong" adds PGD-100 x 5 and PGD-CW-100 before it.
  */
 #include "attack_internal.h"
 #include "common.h"
@@ -37,7 +39,8 @@ int core_suite_preset(const char *name, float eps, uint64_t seed, core_suite *ou
     if (name && strcmp(name, "autoattack") == 0) {
         a[n++] = member(CORE_ATTACK_APGD_CE, eps, 100, 1, CORE_ALOSS_CE, seed + 0);
         a[n++] = member(CORE_ATTACK_APGD_T, eps, 100, 1, CORE_ALOSS_DLR, seed + 1);
-        a[n++] = member(CORE_ATTACK_SQUARE, eps, 1, 1, CORE_ALOSS_CE, seed + 2);
+        a[n++] = member(CORE_ATTACK_FAB_T, eps, 100, 1, CORE_ALOSS_CE, seed + 2);
+        a[n++] = member(CORE_ATTACK_SQUARE, eps, 1, 1, CORE_ALOSS_CE, seed + 3);
     } else if (name && strcmp(name, "pgd") == 0) {
         a[n++] = member(CORE_ATTACK_PGD, eps, 20, 1, CORE_ALOSS_CE, seed + 0);
     } else if (name && strcmp(name, "strong") == 0) {
@@ -45,7 +48,8 @@ int core_suite_preset(const char *name, float eps, uint64_t seed, core_suite *ou
         a[n++] = member(CORE_ATTACK_PGD, eps, 100, 1, CORE_ALOSS_CW, seed + 1);
         a[n++] = member(CORE_ATTACK_APGD_CE, eps, 100, 1, CORE_ALOSS_CE, seed + 2);
         a[n++] = member(CORE_ATTACK_APGD_T, eps, 100, 1, CORE_ALOSS_DLR, seed + 3);
-        a[n++] = member(CORE_ATTACK_SQUARE, eps, 1, 1, CORE_ALOSS_CE, seed + 4);
+        a[n++] = member(CORE_ATTACK_FAB_T, eps, 100, 1, CORE_ALOSS_CE, seed + 4);
+        a[n++] = member(CORE_ATTACK_SQUARE, eps, 1, 1, CORE_ALOSS_CE, seed + 5);
     } else {
         return core_errf(err, "unknown suite '%s' (known: autoattack, pgd, strong)",
                          name ? name : "");
@@ -90,7 +94,8 @@ int core_suite_run(const core_suite *s, core_model *m, core_attack_ws *ws, const
 
     for (int j = 0; j < s->count; j++) {
         core_attack_cfg cfg = s->attacks[j];
-        if (cfg.kind == CORE_ATTACK_APGD_T && cfg.n_targets >= c)
+        if ((cfg.kind == CORE_ATTACK_APGD_T || cfg.kind == CORE_ATTACK_FAB_T) &&
+            cfg.n_targets >= c)
             cfg.n_targets = c - 1;
         int k = attack_compact(alive, n, ws->sidx);
         for (int t = 0; t < k; t++) {

@@ -201,7 +201,7 @@ static float step_size(const core_train_cfg *c, float eps)
 {
     if (c->alpha > 0.0f)
         return c->alpha;
-    return c->method == CORE_METHOD_FGSM_RS ? 1.25f * eps : 2.5f * eps / (float)c->steps;
+    return c->method == CORE_METHOD_FGSM_RS ? 1.25f * eps : core_pgd_step(eps, c->steps);
 }
 
 /* Adversarial inputs of the first nadv examples into x_adv, the rest clean. */
@@ -354,7 +354,7 @@ static core_attack_cfg pgd_cfg(const core_trainer *t, int steps)
     core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, t->cfg.eps);
     a.norm = t->cfg.norm;
     a.steps = steps;
-    a.alpha = 2.5f * t->cfg.eps / (float)steps;
+    a.alpha = core_pgd_step(t->cfg.eps, steps);
     a.seed = t->cfg.seed;
     return a;
 }

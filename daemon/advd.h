@@ -19,8 +19,6 @@
 #include "proto/proto.h"
 
 #define ADVD_SOCKET_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path))
-/* A worker's message lines carry base64 checkpoints. */
-#define ADVD_WORKER_LINE_MAX ((size_t)1 << 30)
 /* A client whose unread responses pile up beyond this is disconnected. */
 #define ADVD_CLIENT_QUEUE_MAX ((size_t)64 << 20)
 /* Above this, a client's requests are not read until its responses drain. */
@@ -56,6 +54,14 @@
       "the largest memory estimate a job may have (0: half the machine's memory)")              \
     X(final_eval_limit, COUNT, final_eval_limit, 0, 100000000, "N",                             \
       "test images of a training job's final evaluation (0: all)")                              \
+    X(drift_alpha, REAL, drift_alpha, 1e-6, 0.5, "P",                                          \
+      "a drift monitor's significance: a clean window alarms with at most this probability")    \
+    X(drift_permutations, COUNT, drift_permutations, 0, 100000, "N",                             \
+      "permutations of a monitor's MMD test")                                                   \
+    X(drift_points, COUNT, drift_points, 10, 20000, "N",                                         \
+      "points per side of a monitor's MMD test (more are subsampled)")                          \
+    X(drift_sigma, REAL, drift_sigma, 0.1, 100, "K",                                             \
+      "a monitor's CBPE alarm: outside the reference windows' mean +- K sd")                    \
     X(foreground, BOOL, foreground, 0, 1, "", "log to stderr and do not detach")
 
 typedef struct {
@@ -75,6 +81,9 @@ typedef struct {
     int max_queued_per_user;
     int64_t max_job_memory; /* bytes; 0 at parse time: set from the machine's memory */
     int final_eval_limit;  /* test images of a training job's final evaluation (0: all) */
+    double drift_alpha;    /* drift monitors (monitor.c, core/drift.h) */
+    int drift_permutations, drift_points;
+    double drift_sigma;
     int foreground;        /* log to stderr instead of a file next to the db */
 } advd_options;
 
@@ -100,11 +109,15 @@ typedef struct advd {
     advd_client *clients;      /* a doubly linked list */
     int nclients;              /* admitted ones (counted against the limits) */
     advd_conns *conns;
+    struct advd_tasks *tasks;  /* score.c: work off the loop */
+    struct advd_walckpt *walckpt; /* walckpt.c: the WAL's checkpoints, off the loop */
+    struct advd_uploads *uploads; /* import.c: uploads in progress (NULL: none yet) */
     advd_worker *workers;      /* running jobs, a doubly linked list */
     int nworkers;
     uv_signal_t sig_term, sig_int;
     uv_timer_t kick;           /* runs the scheduler after the current callback */
     int stopping;              /* SIGTERM/SIGINT seen: no new work */
+    int unrecorded;            /* a job's end could not be written (disk full): retry */
     int lock_fd;
     char exe[4096];            /* this binary, for spawning workers */
     FILE *log;
@@ -128,6 +141,8 @@ const char *advd_user_name(advd *d, int64_t owner);
 void advd_options_defaults(advd_options *o);
 /* One setting by its configuration-file name (0, or -1 with err). */
 int advd_option_set(advd_options *o, const char *key, const char *value, char *err);
+/* The configuration file's "key = value" lines from f (name: for messages). */
+int advd_options_read(advd_options *o, FILE *f, const char *name, char *err);
 /* 1: --key takes a value; 0: a flag (bool); -1: no such setting. */
 int advd_option_arity(const char *key);
 void advd_options_usage(FILE *f);
@@ -145,6 +160,10 @@ int advd_client_watch(advd_client *c, int64_t job);
 json_t *advd_server_stats(advd *d);
 /* The connecting user's uid (SO_PEERCRED), for job ownership. */
 unsigned advd_client_uid(const advd_client *c);
+/* A connection by a number never reused, for answers given later (a
+ * scoring task's): NULL once it is gone. */
+uint64_t advd_client_serial(const advd_client *c);
+advd_client *advd_client_find(advd *d, uint64_t serial);
 
 /* commands.c: one request, answered through advd_client_send. */
 void advd_command(advd *d, advd_client *c, const adv_request *req);
@@ -155,6 +174,18 @@ int advd_export_piece(advd *d, const adv_job *j, const adv_request *req, json_t 
                       adv_error *e);
 int advd_images_answer(advd *d, const adv_job *j, const adv_request *req, json_t **out,
                        adv_error *e);
+
+/* import.c: one piece of a safetensors file; the last makes the job of
+ * kind import with its checkpoint. advd_imports_free at exit. */
+int advd_import_piece(advd *d, unsigned uid, const adv_request *req, json_t **out,
+                      adv_error *e);
+void advd_imports_free(advd *d);
+
+/* walckpt.c: WAL checkpoints in the thread pool, on a second connection
+ * (the loop's own connection stops checkpointing); stop before closing
+ * the store. */
+int advd_walckpt_start(advd *d, char *err);
+void advd_walckpt_stop(advd *d);
 
 /* scheduler.c */
 void advd_schedule_soon(advd *d);         /* start queued jobs after this callback */

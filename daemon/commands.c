@@ -28,12 +28,16 @@
  *   checkpoints  {"job", "checkpoints": [{"id","epoch","step",...}]}
  *   export       {"job","checkpoint","epoch","step","format","checksum",
  *                "size","offset","data","eof"}: one piece (transfer.c)
+ *   import       {"upload","received"} per piece, then {"job","state",
+ *                "checkpoint","checksum","tensors","dtypes","size"} (import.c)
+ *   predict      scores with a checkpoint; monitor: a drift monitor (monitor.c)
  *   watch        {"job": job}, then events until a final state event
  *   ping         {"pong": true}
  *   version      {"version","protocol","sqlite","jansson","libuv"}
- *   info         the connection side's counters (server.c)
+ *   info         the connection side's counters (server.c), "scoring_tasks"
  */
 #include "advd.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,6 +119,8 @@ static json_t *job_json(advd *d, const adv_job *j, int with_spec)
             json_pack("{s:I, s:o, s:o}", "job", (json_int_t)j->init_job, "checkpoint",
                       j->init_ckpt ? json_integer(j->init_ckpt) : json_null(), "checksum",
                       j->init_ckpt ? json_integer(j->init_checksum) : json_null()));
+    if (o && j->warning) /* e.g. a corrupt checkpoint skipped on resume */
+        json_object_set_new(o, "warning", json_string(j->warning));
     if (o) {
         json_object_set_new(o, "owner", json_integer(advd_owner_uid(j->owner)));
         json_object_set_new(o, "user", json_string(advd_user_name(d, j->owner)));
@@ -205,7 +211,7 @@ static int train_spec_of(const call *k, const adv_jobspec *s, adv_jobspec *paren
         return -1;
     /* Not a training job (insert_job says so), or its data set moved since
      * (the worker will say so): nothing to judge the memory by. */
-    int rc = p.kind != ADV_JOB_TRAIN || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
+    int rc = p.kind == ADV_JOB_EVAL || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
     adv_job_clear(&p);
     if (rc)
         return *t = NULL, 0;
@@ -223,9 +229,9 @@ static int check_init(const call *k, const adv_jobspec *s)
     adv_job p;
     if (get_field_job(k, s->train.init.job, "init", "start a job from", &p))
         return -1;
-    int rc = p.kind == ADV_JOB_TRAIN ? 0 : -1;
+    int rc = p.kind != ADV_JOB_EVAL ? 0 : -1;
     if (rc)
-        fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'init': job %lld is not a training job",
+        fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'init': job %lld is not a trained model",
              (long long)p.id);
     adv_job_clear(&p);
     return rc;
@@ -276,6 +282,9 @@ static void cmd_submit(const call *k)
     }
     if (adv_jobspec_parse(adv_request_arg(k->req, "spec"), s, &e)) {
         advd_client_send(k->c, adv_proto_error(k->req->id, &e));
+    } else if (s->kind == ADV_JOB_IMPORT) {
+        fail(k, ADV_E_INVALID_ARGUMENT, "invalid 'kind': an import job comes from the 'import' "
+             "request (advctl import FILE)");
     } else if (check_init(k, s) == 0 && check_limits(k, s) == 0 && insert_job(k, s, &id) == 0) {
         advd_job_event(k->d, id, ADV_STATE_QUEUED, NULL);
         reply(k, json_pack("{s:I, s:s}", "job", (json_int_t)id, "state", "queued"));
@@ -318,7 +327,10 @@ static void cmd_status(const call *k)
     adv_job j;
     if (get_job(k, &j))
         return;
-    reply(k, job_json(k->d, &j, 1));
+    json_t *o = job_json(k->d, &j, 1), *mon = advd_monitor_summary(k->d, j.id);
+    if (mon)
+        json_object_set_new(o, "monitor", mon);
+    reply(k, o);
     adv_job_clear(&j);
 }
 
@@ -464,6 +476,24 @@ static void cmd_export(const call *k)
     adv_job_clear(&j);
 }
 
+static void cmd_import(const call *k)
+{
+    adv_error e;
+    json_t *r = NULL;
+    int rc = advd_import_piece(k->d, advd_client_uid(k->c), k->req, &r, &e);
+    reply_piece(k, rc, r, &e);
+}
+
+static void cmd_predict(const call *k)
+{
+    advd_cmd_predict(k->d, k->c, k->req);
+}
+
+static void cmd_monitor(const call *k)
+{
+    advd_cmd_monitor(k->d, k->c, k->req);
+}
+
 /* -------------------------------------------------------- cancel, watch */
 
 static void cmd_cancel(const call *k)
@@ -525,10 +555,13 @@ static void cmd_version(const call *k)
                        "libuv", uv_version_string()));
 }
 
-/* Counters of the connection side (server.c): clients, refusals, ... */
+/* Counters of the connection side (server.c): clients, refusals, ...,
+ * and the scoring tasks queued or running (score.c). */
 static void cmd_info(const call *k)
 {
-    reply(k, advd_server_stats(k->d));
+    json_t *o = advd_server_stats(k->d);
+    json_object_set_new(o, "scoring_tasks", json_integer(advd_tasks_pending(k->d)));
+    reply(k, o);
 }
 
 void advd_command(advd *d, advd_client *c, const adv_request *req)

@@ -141,9 +141,13 @@ static int correct_of(const advd_extras *x, const float *in, const int *y, int n
     return correct;
 }
 
+/* data stolen. */
 static void send_report(const advd_extras *x, const char *kind, json_t *data)
 {
-    x->send(x->ctx, json_pack("{s:s, s:s, s:o}", "type", "report", "kind", kind, "data", data));
+    adv_wmsg m = {.type = ADV_W_REPORT, .u.report.data = data};
+    snprintf(m.u.report.kind, sizeof m.u.report.kind, "%s", kind);
+    x->send(x->ctx, &m);
+    json_decref(data);
 }
 
 /* ---------------------------------------------------------- calibration */
@@ -701,11 +705,11 @@ out:
 
 static int send_file(const advd_extras *x, const char *name, const uint8_t *data, size_t len)
 {
-    char *b64 = adv_base64_encode(data, len, NULL);
-    if (!b64)
-        return core_errf(x->err, "out of memory for '%s'", name);
-    x->send(x->ctx, json_pack("{s:s, s:s, s:s}", "type", "image", "name", name, "data", b64));
-    free(b64);
+    adv_wmsg m = {.type = ADV_W_IMAGE, .u.image = {.data = (uint8_t *)data, .len = len}};
+    if ((size_t)snprintf(m.u.image.name, sizeof m.u.image.name, "%s", name) >=
+        sizeof m.u.image.name)
+        return core_errf(x->err, "picture name '%s' is too long", name);
+    x->send(x->ctx, &m);
     return 0;
 }
 

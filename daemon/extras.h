@@ -4,7 +4,7 @@
  * `advctl images`. worker.c sets up the model and the test examples and
  * calls these; each sends its results to the daemon as one message:
  *
- *   {"type":"report","kind":"calibration"|"corruptions"|"explanations",
+ *   {"type":"report","kind":"calibration"|"corruptions"|"explanations" (ADV_REPORT_KINDS),
  *    "data":{...}}                  (the objects are described in extras.c)
  *   {"type":"image","name":"clean.png","data":"<base64>"}   one per file
  */
@@ -16,6 +16,7 @@
 #include "core/attack.h"
 #include "core/data.h"
 #include "proto/proto.h"
+#include "proto/worker.h"
 
 typedef struct {
     core_model *m;
@@ -29,7 +30,7 @@ typedef struct {
                                         its first eps, or NULL (a suite) */
     const adv_eval_spec *es;
     const adv_jobspec *parent;       /* the training job (its data and split) */
-    void (*send)(void *ctx, json_t *msg);   /* msg stolen */
+    void (*send)(void *ctx, const adv_wmsg *msg);   /* a report or an image */
     int (*stop)(void *ctx);          /* 1: the job is asked to stop */
     void *ctx;
     char *err;                       /* CORE_ERRLEN */

@@ -14,6 +14,7 @@
  * second signal kills the workers at once (their jobs are still requeued).
  */
 #include "advd.h"
+#include "daemon/score.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,40 +57,12 @@ void advd_job_event(advd *d, int64_t job, adv_job_state state, const char *error
 
 /* ------------------------------------------------------------- options */
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
 static int load_config(advd_options *o, const char *path, char *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return core_errf(err, "cannot open '%s': %s", path, strerror(errno));
-    char line[4300], msg[CORE_ERRLEN];
-    int no = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        no++;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *s = trim(line);
-        if (!*s)
-            continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = core_errf(err, "'%s' line %d: expected 'key = value'", path, no);
-            break;
-        }
-        *eq = '\0';
-        if (advd_option_set(o, trim(s), trim(eq + 1), msg))
-            rc = core_errf(err, "'%s' line %d: %s", path, no, msg);
-    }
+    int rc = advd_options_read(o, f, path, err);
     fclose(f);
     return rc;
 }
@@ -273,6 +246,7 @@ void advd_maybe_exit(advd *d)
     uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
     uv_close((uv_handle_t *)&d->kick, on_handle_closed);
+    advd_walckpt_stop(d);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum)
@@ -304,6 +278,25 @@ static int start_signals(advd *d, char *err)
 
 /* ------------------------------------------------------------------ run */
 
+/* No worker runs yet: move checkpoints an older advd kept in the database
+ * out to files, and remove files no row names (a worker's that the last
+ * daemon died before recording). Neither stops the daemon: a checkpoint
+ * left inside fails its job with a message saying so. */
+static void tidy_checkpoints(advd *d)
+{
+    char err[CORE_ERRLEN];
+    int n = 0;
+    if (adv_store_ckpt_unblob(d->store, &n, err))
+        advd_log(d, "cannot move checkpoints out of the database: %s", err);
+    if (n)
+        advd_log(d, "moved %d checkpoint%s out of the database into '%s'", n, n == 1 ? "" : "s",
+                 adv_store_ckpt_dir(d->store));
+    if (adv_store_ckpt_sweep(d->store, &n, err))
+        advd_log(d, "cannot tidy the checkpoint folder: %s", err);
+    else if (n)
+        advd_log(d, "removed %d unrecorded checkpoint file%s", n, n == 1 ? "" : "s");
+}
+
 static int open_store(advd *d, char *err)
 {
     if (adv_store_open(d->opt.db_path, 5000, &d->store, err))
@@ -313,6 +306,7 @@ static int open_store(advd *d, char *err)
         return -1;
     if (n)
         advd_log(d, "requeued %d job%s left running by a previous daemon", n, n == 1 ? "" : "s");
+    tidy_checkpoints(d);
     return 0;
 }
 
@@ -326,7 +320,7 @@ static int start(advd *d, int ready_fd, char *err)
     d->loop.data = d;
     if ((rc = uv_exepath(d->exe, &len)))
         return core_errf(err, "cannot find this program's path: %s", uv_strerror(rc));
-    if (open_store(d, err) || start_signals(d, err))
+    if (open_store(d, err) || advd_walckpt_start(d, err) || start_signals(d, err))
         return -1;
     if ((rc = uv_timer_init(&d->loop, &d->kick)))
         return core_errf(err, "cannot create a timer: %s", uv_strerror(rc));
@@ -345,13 +339,23 @@ static int start(advd *d, int ready_fd, char *err)
     return 0;
 }
 
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 static void finish(advd *d)
 {
+    advd_imports_free(d);
+    advd_tasks_free(d);
+    advd_walckpt_stop(d); /* a start that failed half-way */
     if (d->store)
         adv_store_close(d->store);
     d->store = NULL;
     if (d->loop_ok && uv_loop_close(&d->loop) == UV_EBUSY) {
-        uv_walk(&d->loop, (uv_walk_cb)uv_close, NULL);
+        uv_walk(&d->loop, close_handle, NULL);
         uv_run(&d->loop, UV_RUN_DEFAULT);
         uv_loop_close(&d->loop);
     }

@@ -12,6 +12,7 @@
  *   mode     an octal file mode such as 0660
  *   name     a user or group name (or empty)
  *   bool     true/yes/1 or false/no/0
+ *   real     a decimal number in [lo, hi]
  */
 #include "advd.h"
 
@@ -19,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { OPT_PATH, OPT_COUNT, OPT_SECONDS, OPT_BYTES, OPT_MODE, OPT_NAME, OPT_BOOL } opt_kind;
+typedef enum { OPT_PATH, OPT_COUNT, OPT_SECONDS, OPT_BYTES, OPT_MODE, OPT_NAME, OPT_BOOL,
+               OPT_REAL } opt_kind;
 
 typedef struct {
     const char *key;     /* configuration-file name; --key with '-' for '_' */
@@ -41,13 +43,13 @@ static const opt_def opt_table[] = {ADVD_OPTIONS(ADVD_OPT_DEF)};
 static const char *kind_name(opt_kind k)
 {
     static const char *names[] = {"a path", "an integer", "seconds", "a size (K, M, G)",
-                                  "an octal mode", "a name", "true or false"};
+                                  "an octal mode", "a name", "true or false", "a number"};
     return names[k];
 }
 
 static int bad(const opt_def *o, const char *v, char *err)
 {
-    if (o->kind == OPT_COUNT || o->kind == OPT_SECONDS)
+    if (o->kind == OPT_COUNT || o->kind == OPT_SECONDS || o->kind == OPT_REAL)
         return core_errf(err, "invalid '%s': expected %s in [%g, %g], got '%.40s'", o->key,
                          kind_name(o->kind), o->lo, o->hi, v);
     return core_errf(err, "invalid '%s': expected %s, got '%.40s'", o->key, kind_name(o->kind), v);
@@ -117,6 +119,8 @@ static int set_value(advd_options *opts, const opt_def *o, const char *v, char *
         *(int *)field = (int)(n * 1000.0 + 0.5);
     else if (o->kind == OPT_BYTES)
         *(int64_t *)field = (int64_t)n;
+    else if (o->kind == OPT_REAL)
+        *(double *)field = n;
     else
         *(int *)field = (int)n;
     return 0;
@@ -138,6 +142,38 @@ int advd_option_arity(const char *key)
     return -1;
 }
 
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+int advd_options_read(advd_options *o, FILE *f, const char *name, char *err)
+{
+    char line[4300], msg[CORE_ERRLEN];
+    int no = 0;
+    while (fgets(line, sizeof line, f)) {
+        no++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq)
+            return core_errf(err, "'%s' line %d: expected 'key = value'", name, no);
+        *eq = '\0';
+        if (advd_option_set(o, trim(s), trim(eq + 1), msg))
+            return core_errf(err, "'%s' line %d: %s", name, no, msg);
+    }
+    return 0;
+}
+
 void advd_options_defaults(advd_options *o)
 {
     *o = (advd_options){
@@ -151,6 +187,10 @@ void advd_options_defaults(advd_options *o)
         .socket_mode = 0600,
         .max_queued_per_user = 1000,
         .max_job_memory = 0,
+        .drift_alpha = 0.05,
+        .drift_permutations = 100,
+        .drift_points = 1000,
+        .drift_sigma = 3.0,
     };
 }
 

@@ -1,7 +1,7 @@
 /*
  * scheduler.c - runs queued jobs: claims them from the store (at most
  * --workers at once), spawns one `advd --worker` process per job (uv_spawn;
- * the pipe protocol is described atop worker.c), records what each worker
+ * the pipe protocol is proto/worker.h's), records what each worker
  * reports (progress, metrics, checkpoints, evaluations: the daemon is the
  * database's only writer) and decides each job's end when its worker is
  * gone: both its output pipes closed and its exit seen.
@@ -15,13 +15,27 @@
  *                                    again while attempts <= --retries (a
  *                                    retry resumes from the last checkpoint)
  * A stopped worker that has not exited after --grace seconds is killed.
+ *
+ * Checkpoints reach the daemon as files the worker wrote in the store's
+ * checkpoint folder; recording one is a row, never the bytes, so no
+ * message from a worker costs the event loop more than its line.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include "advd.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/ckptfile.h"
+#include "proto/worker.h"
 
 enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN };
 enum { DONE_NONE, DONE_SUCCEEDED, DONE_STOPPED };
@@ -37,11 +51,13 @@ struct advd_worker {
     int keep;                   /* train: checkpoints to keep */
     int64_t eval_ckpt;          /* eval: the checkpoint it evaluates */
     int64_t last_ckpt;          /* train: the latest checkpoint it stored */
-    uv_process_t proc;
+    pid_t pid;                  /* 0 until spawned */
+    int pidfd;                  /* readable once it exits (pidfd_open); -1: none */
+    uv_poll_t exitw;            /* watches pidfd */
     uv_pipe_t in, out, err;     /* the worker's stdin, stdout, stderr */
     uv_timer_t grace;
     int open;                   /* handles not yet closed */
-    int spawned;                /* uv_spawn was called: proc is a handle */
+    int spawned;                /* exitw is a handle */
     double progress;
     int64_t from_step;          /* the step of the checkpoint it starts from; -1: none */
     int out_eof, err_eof, exited, finished;
@@ -61,13 +77,64 @@ typedef struct {
 } wwrite;
 
 static void worker_check_end(advd_worker *w);
+
+/* SIGKILL, unless it is not running (never started, or reaped). */
+static void worker_kill(advd_worker *w)
+{
+    if (w->pid > 0 && !w->exited)
+        kill(w->pid, SIGKILL);
+}
 static int start_job(advd *d, adv_job *j);
 
 /* ----------------------------------------------------------- scheduling */
 
+/* How long to wait before writing again after the store refused a write
+ * (a full disk, an I/O error). */
+#define STORE_RETRY_MS 2000
+
+static int has_worker(const advd *d, int64_t job)
+{
+    for (const advd_worker *w = d->workers; w; w = w->next)
+        if (w->job == job)
+            return 1;
+    return 0;
+}
+
+/* Jobs left 'running' with no worker, because the store could not record
+ * their end: queued again (they resume from their last checkpoint) once
+ * it can. 0 when none is left. */
+static int requeue_unrecorded(advd *d)
+{
+    adv_job_filter f = {.state = ADV_STATE_RUNNING, .kind = -1};
+    adv_job *jobs;
+    int n, left = 0;
+    char err[CORE_ERRLEN];
+    if (adv_store_job_list(d->store, &f, &jobs, &n, err))
+        return advd_log(d, "cannot list running jobs: %s", err), -1;
+    for (int i = 0; i < n; i++) {
+        if (has_worker(d, jobs[i].id))
+            continue;
+        if (adv_store_job_set_state(d->store, jobs[i].id, ADV_STATE_QUEUED,
+                                    "requeued: the store could not record how its worker ended",
+                                    err))
+            left = -1;
+        else
+            advd_log(d, "job %lld: requeued (its end could not be recorded before)",
+                     (long long)jobs[i].id);
+    }
+    adv_jobs_free(jobs, n);
+    return left;
+}
+
 static void on_kick(uv_timer_t *t)
 {
     advd *d = t->data;
+    if (d->unrecorded && requeue_unrecorded(d)) {
+        if (!d->stopping)
+            uv_timer_start(&d->kick, on_kick, STORE_RETRY_MS, 0);
+        return;
+    }
+    d->unrecorded = 0;
     while (!d->stopping && d->nworkers < d->opt.workers) {
         adv_job j;
         char err[CORE_ERRLEN];
@@ -99,180 +166,189 @@ static void on_wwrite_done(uv_write_t *req, int status)
     free(x);
 }
 
-/* Send msg (stolen) to the worker's stdin. */
-static void worker_send(advd_worker *w, json_t *msg)
+/* Send a line (stolen, newline included) to the worker's stdin. */
+static void worker_send_line(advd_worker *w, char *line, size_t len)
 {
-    char *text = msg ? json_dumps(msg, ADV_JSON_FLAGS) : NULL;
-    json_decref(msg);
-    wwrite *x = malloc(sizeof *x);
-    size_t n = text ? strlen(text) : 0;
-    char *line = text ? realloc(text, n + 2) : NULL;
-    if (!x || !line) {
-        free(x);
-        free(line ? line : text);
+    wwrite *x = line ? malloc(sizeof *x) : NULL;
+    if (!x) {
+        free(line);
         advd_log(w->d, "job %lld: cannot send its worker a message", (long long)w->job);
         return;
     }
-    line[n] = '\n';
-    line[n + 1] = '\0';
     x->data = line;
-    uv_buf_t buf = uv_buf_init(line, (unsigned)(n + 1));
+    uv_buf_t buf = uv_buf_init(line, (unsigned)len);
     if (uv_write(&x->req, (uv_stream_t *)&w->in, &buf, 1, on_wwrite_done)) {
         free(line);
         free(x);
     }
 }
 
+static void worker_send(advd_worker *w, const adv_wmsg *m)
+{
+    size_t len = 0;
+    char *line = adv_wmsg_encode(m, &len);
+    worker_send_line(w, line, len);
+}
+
 /* ------------------------------------------------------ worker messages */
 
-static void msg_progress(advd_worker *w, json_t *m)
+/* What a worker reported could not be stored (a full disk): its attempt
+ * ends here rather than going on with a gap in its record; a retry
+ * resumes from its last recorded checkpoint and writes the rest again. */
+static void stop_unrecorded(advd_worker *w, const char *what, const char *err)
+{
+    advd_log(w->d, "job %lld: cannot record %s: %s; ending the attempt", (long long)w->job, what,
+             err);
+    free(w->error);
+    w->error = malloc(strlen(what) + strlen(err) + 32);
+    if (w->error)
+        sprintf(w->error, "cannot record %s: %s", what, err);
+    worker_kill(w);
+}
+
+static void msg_progress(advd_worker *w, const adv_wprogress *m)
 {
     advd *d = w->d;
     char err[CORE_ERRLEN];
-    double p = json_number_value(json_object_get(m, "progress"));
+    double p = !(m->progress > 0) ? 0 : m->progress > 1 ? 1 : m->progress;
     w->progress = p;
-    if (adv_store_job_progress(d->store, w->job, p < 0 ? 0 : p > 1 ? 1 : p, err))
+    if (adv_store_job_progress(d->store, w->job, p, err))
         advd_log(d, "job %lld: %s", (long long)w->job, err);
-    json_t *f = json_deep_copy(m);
-    json_object_del(f, "type");
-    json_object_del(f, "progress");
+    json_t *f = json_pack("{s:I, s:I}", "epoch", (json_int_t)m->epoch, "step",
+                          (json_int_t)m->step);
+    if (isfinite(m->images_per_s))
+        json_object_set_new(f, "images_per_s", json_real(m->images_per_s));
+    if (isfinite(m->loss))
+        json_object_set_new(f, "loss", json_real(m->loss));
     advd_notify(d, w->job, adv_proto_event_progress(w->job, p, f));
 }
 
-static void msg_metrics(advd_worker *w, json_t *m)
+static void msg_metrics(advd_worker *w, const adv_wmetrics *m)
 {
     advd *d = w->d;
-    json_t *values = json_object_get(m, "values");
     adv_metric pts[64];
     int n = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(values, key, v) {
+    json_object_foreach(m->values, key, v) {
         if (n == 64 || strlen(key) >= ADV_METRIC_KEY)
             continue;
-        pts[n++] = (adv_metric){.key = key,
-                                .step = json_integer_value(json_object_get(m, "step")),
-                                .epoch = (int)json_integer_value(json_object_get(m, "epoch")),
+        pts[n++] = (adv_metric){.key = key, .step = m->step, .epoch = (int)m->epoch,
                                 .value = json_is_number(v) ? json_number_value(v) : NAN};
     }
     char err[CORE_ERRLEN];
-    if (n && adv_store_metrics_put(d->store, w->job, pts, n, err))
-        advd_log(d, "job %lld: %s", (long long)w->job, err);
-    advd_notify(d, w->job, adv_proto_event_progress(w->job, w->progress,
-                                                    json_pack("{s:O, s:O, s:O}", "metrics", values,
-                                                              "epoch", json_object_get(m, "epoch"),
-                                                              "step", json_object_get(m, "step"))));
-}
-
-static void msg_checkpoint(advd_worker *w, json_t *m)
-{
-    advd *d = w->d;
-    const json_t *s = json_object_get(m, "state");
-    const json_t *acc = json_object_get(m, "val_robust_acc");
-    adv_error e;
-    char err[CORE_ERRLEN];
-    adv_ckpt c = {.job = w->job, .epoch = (int)json_integer_value(json_object_get(m, "epoch")),
-                  .step = json_integer_value(json_object_get(m, "step")),
-                  .val_robust_acc = json_is_number(acc) ? json_number_value(acc) : NAN};
-    if (adv_base64_decode(json_string_value(s) ? json_string_value(s) : "",
-                          json_string_length(s), &c.state, &c.size, &e)) {
-        advd_log(d, "job %lld: bad checkpoint from the worker: %s", (long long)w->job, e.msg);
+    if (n && adv_store_metrics_put(d->store, w->job, pts, n, err)) {
+        stop_unrecorded(w, "its metrics", err);
         return;
     }
-    if (adv_store_ckpt_put(d->store, &c, w->keep, &w->last_ckpt, err))
-        advd_log(d, "job %lld: %s", (long long)w->job, err);
-    else
-        advd_log(d, "job %lld: checkpoint at epoch %d, step %lld (%zu bytes)",
-                 (long long)w->job, c.epoch, (long long)c.step, c.size);
-    free(c.state);
+    advd_notify(d, w->job,
+                adv_proto_event_progress(w->job, w->progress,
+                                         json_pack("{s:O, s:I, s:I}", "metrics", m->values,
+                                                   "epoch", (json_int_t)m->epoch, "step",
+                                                   (json_int_t)m->step)));
 }
 
-static void msg_eval(advd_worker *w, json_t *m)
+/* A checkpoint file the worker wrote: one row (and the pruning of older
+ * ones), no bytes. A file the store cannot record is removed. */
+static void msg_checkpoint(advd_worker *w, const adv_wcheckpoint *m)
 {
     advd *d = w->d;
-    adv_error e;
     char err[CORE_ERRLEN];
-    const json_t *surv = json_object_get(m, "survival");
-    size_t n = 0;
+    adv_ckpt c = {.job = w->job, .epoch = (int)m->epoch, .step = m->step,
+                  .val_robust_acc = m->val_robust_acc, .checksum = m->ckpt.crc32,
+                  .size = (size_t)m->ckpt.size};
+    snprintf(c.file, sizeof c.file, "%s", m->ckpt.file);
+    if (adv_store_ckpt_put(d->store, &c, w->keep, &w->last_ckpt, err)) {
+        adv_ckptfile_remove(adv_store_ckpt_dir(d->store), c.file, NULL);
+        stop_unrecorded(w, "a checkpoint", err);
+        return;
+    }
+    advd_log(d, "job %lld: checkpoint at epoch %d, step %lld (%zu bytes)", (long long)w->job,
+             c.epoch, (long long)c.step, c.size);
+}
+
+static void msg_eval(advd_worker *w, const adv_weval *m)
+{
+    advd *d = w->d;
+    char err[CORE_ERRLEN];
     adv_eval ev = {.job = w->job,
                    .checkpoint = w->kind == ADV_JOB_EVAL ? w->eval_ckpt : w->last_ckpt,
-                   .spec = json_dumps(json_object_get(m, "spec"), ADV_JSON_FLAGS),
-                   .eps = json_number_value(json_object_get(m, "eps")),
-                   .n = (int)json_integer_value(json_object_get(m, "n")),
-                   .clean_acc = json_number_value(json_object_get(m, "clean_acc")),
-                   .robust_acc = json_number_value(json_object_get(m, "robust_acc")),
-                   .warnings = json_dumps(json_object_get(m, "warnings"), ADV_JSON_FLAGS)};
-    if (json_is_string(surv) && adv_base64_decode(json_string_value(surv), json_string_length(surv),
-                                                  &ev.survival, &n, &e) == 0 &&
-        n != (size_t)ev.n) {
-        free(ev.survival);
-        ev.survival = NULL;
-    }
-    if (!ev.spec || adv_store_eval_put(d->store, &ev, NULL, err))
+                   .spec = json_dumps(m->spec, ADV_JSON_FLAGS), .eps = m->eps, .n = m->n,
+                   .clean_acc = m->clean_acc, .robust_acc = m->robust_acc,
+                   .survival = m->survival,
+                   .warnings = json_dumps(m->warnings, ADV_JSON_FLAGS)};
+    if (!ev.spec || !ev.warnings || adv_store_eval_put(d->store, &ev, NULL, err))
         advd_log(d, "job %lld: cannot store an evaluation: %s", (long long)w->job,
-                 ev.spec ? err : "no spec");
+                 ev.spec && ev.warnings ? err : "out of memory");
     free(ev.spec);
     free(ev.warnings);
-    free(ev.survival);
 }
 
-/* {"type":"report","kind":K,"data":{...}}: calibration, corruptions or
- * explanations of an evaluation. */
-static void msg_report(advd_worker *w, json_t *m)
+/* Calibration, corruptions or explanations of an evaluation. */
+static void msg_report(advd_worker *w, const adv_wreport *m)
 {
     char err[CORE_ERRLEN];
-    const char *kind = json_string_value(json_object_get(m, "kind"));
-    char *data = json_dumps(json_object_get(m, "data"), ADV_JSON_FLAGS);
-    if (!kind || !data || adv_store_report_put(w->d->store, w->job, kind, data, err))
+    char *data = json_dumps(m->data, ADV_JSON_FLAGS);
+    if (!data || adv_store_report_put(w->d->store, w->job, m->kind, data, err))
         advd_log(w->d, "job %lld: cannot store a report: %s", (long long)w->job,
-                 kind && data ? err : "no kind or data");
+                 data ? err : "out of memory");
     free(data);
 }
 
-/* {"type":"image","name":N,"data":"<base64>"}: a picture (or its index). */
-static void msg_image(advd_worker *w, json_t *m)
+/* A picture (or its index). */
+static void msg_image(advd_worker *w, const adv_wimage *m)
 {
-    adv_error e;
     char err[CORE_ERRLEN];
-    const char *name = json_string_value(json_object_get(m, "name"));
-    const json_t *b64 = json_object_get(m, "data");
-    uint8_t *data = NULL;
-    size_t n = 0;
-    if (!name || !json_is_string(b64) ||
-        adv_base64_decode(json_string_value(b64), json_string_length(b64), &data, &n, &e))
-        advd_log(w->d, "job %lld: unreadable image from the worker", (long long)w->job);
-    else if (adv_store_image_put(w->d->store, w->job, name, data, n, err))
+    if (adv_store_image_put(w->d->store, w->job, m->name, m->data, m->len, err))
         advd_log(w->d, "job %lld: cannot store an image: %s", (long long)w->job, err);
-    free(data);
+}
+
+/* Something the job's owner should know (a corrupt checkpoint skipped):
+ * kept with the job, shown by status. */
+static void msg_warning(advd_worker *w, const adv_wtext *m)
+{
+    char err[CORE_ERRLEN];
+    advd_log(w->d, "job %lld: warning: %s", (long long)w->job, m->message);
+    if (adv_store_job_warn(w->d->store, w->job, m->message, err))
+        advd_log(w->d, "job %lld: %s", (long long)w->job, err);
+}
+
+static void msg_error(advd_worker *w, const adv_wtext *m)
+{
+    free(w->error);
+    w->error = strdup(m->message);
+}
+
+static void msg_unexpected(advd_worker *w, adv_wtype t)
+{
+    advd_log(w->d, "job %lld: ignoring a '%s' message from the worker", (long long)w->job,
+             adv_wtype_name(t));
 }
 
 static void worker_message(advd_worker *w, const char *line, size_t len)
 {
-    json_t *m = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(m, "type"));
-    if (!type)
-        advd_log(w->d, "job %lld: unreadable message from the worker", (long long)w->job);
-    else if (!strcmp(type, "progress"))
-        msg_progress(w, m);
-    else if (!strcmp(type, "metrics"))
-        msg_metrics(w, m);
-    else if (!strcmp(type, "checkpoint"))
-        msg_checkpoint(w, m);
-    else if (!strcmp(type, "eval"))
-        msg_eval(w, m);
-    else if (!strcmp(type, "report"))
-        msg_report(w, m);
-    else if (!strcmp(type, "image"))
-        msg_image(w, m);
-    else if (!strcmp(type, "done")) {
-        const char *s = json_string_value(json_object_get(m, "status"));
-        w->done = s && !strcmp(s, "succeeded") ? DONE_SUCCEEDED : DONE_STOPPED;
-    } else if (!strcmp(type, "error")) {
-        free(w->error);
-        const char *msg = json_string_value(json_object_get(m, "message"));
-        w->error = strdup(msg ? msg : "unknown error");
+    adv_wmsg m;
+    adv_error e;
+    if (adv_wmsg_decode(line, len, &m, &e)) {
+        advd_log(w->d, "job %lld: unreadable message from the worker: %s", (long long)w->job,
+                 e.msg);
+        return;
     }
-    json_decref(m);
+    switch (m.type) { /* no default: a message kind left out does not compile quietly */
+    case ADV_W_PROGRESS: msg_progress(w, &m.u.progress); break;
+    case ADV_W_METRICS: msg_metrics(w, &m.u.metrics); break;
+    case ADV_W_CHECKPOINT: msg_checkpoint(w, &m.u.checkpoint); break;
+    case ADV_W_EVAL: msg_eval(w, &m.u.eval); break;
+    case ADV_W_REPORT: msg_report(w, &m.u.report); break;
+    case ADV_W_IMAGE: msg_image(w, &m.u.image); break;
+    case ADV_W_WARNING: msg_warning(w, &m.u.text); break;
+    case ADV_W_DONE: w->done = m.u.done.succeeded ? DONE_SUCCEEDED : DONE_STOPPED; break;
+    case ADV_W_ERROR: msg_error(w, &m.u.text); break;
+    case ADV_W_JOB:
+    case ADV_W_STOP:
+    case ADV_W_COUNT: msg_unexpected(w, m.type); break;
+    }
+    adv_wmsg_clear(&m);
 }
 
 /* ---------------------------------------------------------- worker pipes */
@@ -304,7 +380,7 @@ static void on_worker_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
     }
     advd_log(w->d, "job %lld: %s from the worker; killing it", (long long)w->job, e.msg);
-    uv_process_kill(&w->proc, SIGKILL);
+    worker_kill(w);
     uv_read_stop(s);
     w->out_eof = 1;
     worker_check_end(w);
@@ -330,12 +406,20 @@ static void on_worker_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     w->tail_len += k;
 }
 
-static void on_worker_exit(uv_process_t *p, int64_t status, int sig)
+/* The worker's pidfd is readable: it has exited; reap it. */
+static void on_worker_exit(uv_poll_t *h, int status, int events)
 {
-    advd_worker *w = p->data;
+    advd_worker *w = h->data;
+    int st;
+    pid_t r;
+    while ((r = waitpid(w->pid, &st, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return; /* not yet (a spurious wake-up) */
+    uv_poll_stop(h);
     w->exited = 1;
-    w->exit_status = status;
-    w->term_signal = sig;
+    w->exit_status = r < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+    w->term_signal = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
     worker_check_end(w);
 }
 
@@ -383,10 +467,12 @@ static void describe_failure(const advd_worker *w, char *out, size_t len)
 static void set_state(advd *d, int64_t job, adv_job_state s, const char *why)
 {
     char err[CORE_ERRLEN];
-    if (adv_store_job_set_state(d->store, job, s, why, err))
-        advd_log(d, "job %lld: %s", (long long)job, err);
-    else
+    if (adv_store_job_set_state(d->store, job, s, why, err) == 0) {
         advd_job_event(d, job, s, why);
+        return;
+    }
+    advd_log(d, "job %lld: %s; retrying in %d s", (long long)job, err, STORE_RETRY_MS / 1000);
+    d->unrecorded = 1; /* on_kick requeues it once the store takes writes */
 }
 
 /* The job's next state and why (empty: no reason), from how its worker
@@ -432,6 +518,8 @@ static void on_worker_handle_closed(uv_handle_t *h)
     if (--w->open > 0)
         return;
     adv_linebuf_free(&w->msgs);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
     free(w->error);
     free(w);
 }
@@ -446,7 +534,7 @@ static void worker_close(advd_worker *w)
     if (w->next)
         w->next->prev = w->prev;
     d->nworkers--;
-    uv_handle_t *hs[NHANDLES] = {(uv_handle_t *)&w->proc, (uv_handle_t *)&w->in,
+    uv_handle_t *hs[NHANDLES] = {(uv_handle_t *)&w->exitw, (uv_handle_t *)&w->in,
                                  (uv_handle_t *)&w->out, (uv_handle_t *)&w->err,
                                  (uv_handle_t *)&w->grace};
     int first = w->spawned ? 0 : 1;
@@ -476,129 +564,216 @@ static int worker_init(advd *d, advd_worker *w, const adv_job *j)
     w->attempt = j->attempts;
     w->kind = j->kind;
     w->from_step = -1;
-    adv_linebuf_init(&w->msgs, ADVD_WORKER_LINE_MAX);
+    w->pidfd = -1;
+    adv_linebuf_init(&w->msgs, ADV_WORKER_LINE_MAX);
     uv_pipe_init(&d->loop, &w->in, 0);
     uv_pipe_init(&d->loop, &w->out, 0);
     uv_pipe_init(&d->loop, &w->err, 0);
     uv_timer_init(&d->loop, &w->grace);
-    w->proc.data = w->in.data = w->out.data = w->err.data = w->grace.data = w;
+    w->exitw.data = w->in.data = w->out.data = w->err.data = w->grace.data = w;
     return 0;
 }
 
-/* The state bytes of a checkpoint as base64 into msg[key]; its id, step
- * and (sum not NULL) crc32 into the out-parameters. */
-static int attach_ckpt(advd *d, json_t *msg, const char *key, int64_t job, adv_ckpt_ref ref,
-                       int64_t *id, int64_t *step, uint32_t *sum, char *err)
+/* A stored checkpoint as the worker protocol names it: its file. */
+static int wckpt_of(const adv_ckpt *c, adv_wckpt *out, char *err)
 {
-    adv_ckpt c;
-    int rc = adv_store_ckpt_get(d->store, job, ref, &c, err);
-    if (rc)
-        return rc;
-    char *b64 = adv_base64_encode(c.state, c.size, NULL);
-    *id = c.id;
-    *step = c.step;
-    if (sum)
-        *sum = c.checksum;
-    adv_ckpt_clear(&c);
-    if (!b64)
-        return core_errf(err, "out of memory");
-    json_object_set_new(msg, key, json_string(b64));
-    free(b64);
+    if (!c->file[0])
+        return core_errf(err, "checkpoint %lld has no file (an old database whose checkpoints "
+                              "could not be moved out at start-up)", (long long)c->id);
+    snprintf(out->file, sizeof out->file, "%s", c->file);
+    out->size = c->size;
+    out->crc32 = c->checksum;
+    out->step = c->step;
     return 0;
 }
 
-static int eval_inputs(advd *d, advd_worker *w, const adv_jobspec *s, json_t *msg, char *err)
+/* One of a job's checkpoints, by reference, for the worker. */
+static int find_ckpt(advd *d, int64_t job, adv_ckpt_ref ref, adv_ckpt *c, adv_wckpt *out,
+                     char *err)
+{
+    int rc = adv_store_ckpt_find(d->store, job, ref, c, err);
+    return rc ? rc : wckpt_of(c, out, err);
+}
+
+static int eval_inputs(advd *d, advd_worker *w, const adv_jobspec *s, adv_wjob *m, char *err)
 {
     adv_job parent;
+    adv_ckpt c;
     if (adv_store_job_get(d->store, s->eval.job, &parent, err))
         return -1;
-    json_object_set_new(msg, "parent_spec", json_loads(parent.spec, 0, NULL));
+    m->parent_spec = json_loads(parent.spec, 0, NULL);
     adv_job_clear(&parent);
-    int rc = attach_ckpt(d, msg, "checkpoint", s->eval.job, s->eval.checkpoint, &w->eval_ckpt,
-                         &w->from_step, NULL, err);
+    int rc = find_ckpt(d, s->eval.job, s->eval.checkpoint, &c, &m->checkpoint, err);
     if (rc == ADV_STORE_NOT_FOUND)
         return core_errf(err, "job %lld has no checkpoint '%s'", (long long)s->eval.job,
                          s->eval.checkpoint.which == ADV_CKPT_BEST     ? "best"
                          : s->eval.checkpoint.which == ADV_CKPT_LATEST ? "latest"
                                                                        : "at that epoch");
-    return rc ? -1 : 0;
+    if (rc)
+        return -1;
+    m->has_checkpoint = 1;
+    w->eval_ckpt = c.id;
+    w->from_step = c.step;
+    return 0;
 }
 
 /* A training job's starting weights (spec "init"), on its first start: the
  * checkpoint is resolved now, when its job has ended, and kept with the
  * job (lineage; no longer pruned). */
-static int init_input(advd *d, const adv_job *j, const adv_jobspec *s, json_t *msg, char *err)
+static int init_input(advd *d, const adv_job *j, const adv_jobspec *s, adv_wjob *m, char *err)
 {
     const adv_init_ref *r = &s->train.init;
+    adv_ckpt c;
     if (!r->job)
         return 0;
-    int64_t id, step;
-    uint32_t sum;
-    int rc = attach_ckpt(d, msg, "init", r->job, r->ckpt, &id, &step, &sum, err);
+    int rc = find_ckpt(d, r->job, r->ckpt, &c, &m->init, err);
     if (rc == 0)
-        rc = adv_store_job_lineage(d->store, j->id, id, sum, err);
+        rc = adv_store_job_lineage(d->store, j->id, c.id, c.checksum, err);
     if (rc == ADV_STORE_NOT_FOUND) {
         char why[CORE_ERRLEN];
         snprintf(why, sizeof why, "%s", err);
         return core_errf(err, "invalid 'init': %s", why);
     }
+    m->has_init = rc == 0;
     return rc ? -1 : 0;
 }
 
-/* The first line for the worker: the job and what it resumes from. */
-static json_t *job_message(advd *d, advd_worker *w, const adv_job *j, char *err)
+/* A retry or a restart resumes from the job's newest checkpoints, newest
+ * first: the worker takes the first whose file passes its check. */
+static int resume_inputs(advd *d, advd_worker *w, const adv_job *j, adv_wjob *m, char *err)
+{
+    adv_ckpt *list;
+    int n;
+    if (adv_store_ckpt_list(d->store, j->id, &list, &n, err))
+        return -1;
+    int rc = 0;
+    for (int i = n - 1; i >= 0 && m->nresume < ADV_WORKER_RESUME_MAX && rc == 0; i--)
+        rc = wckpt_of(&list[i], &m->resume[m->nresume++], err);
+    if (n) {
+        w->last_ckpt = list[n - 1].id;
+        w->from_step = list[n - 1].step;
+    }
+    adv_ckpts_free(list, n);
+    return rc;
+}
+
+/* The first line for the worker: the job and what it starts from. */
+static char *job_message(advd *d, advd_worker *w, const adv_job *j, size_t *len, char *err)
 {
     adv_error e;
     adv_jobspec *s = malloc(sizeof *s);
-    if (!s)
-        return core_errf(err, "out of memory"), NULL;
-    json_t *msg = NULL;
-    if (adv_jobspec_parse_text(j->spec, strlen(j->spec), s, &e)) {
+    adv_wmsg m = {.type = ADV_W_JOB,
+                  .u.job = {.job = j->id, .attempt = j->attempts, .threads = d->opt.threads,
+                            .final_eval_limit = d->opt.final_eval_limit,
+                            .ckpt_dir = (char *)adv_store_ckpt_dir(d->store),
+                            .spec = json_loads(j->spec, 0, NULL)}};
+    adv_wjob *wj = &m.u.job;
+    char *line = NULL;
+    int rc = -1;
+    if (!s || !wj->spec)
+        core_errf(err, "out of memory");
+    else if (adv_jobspec_parse_text(j->spec, strlen(j->spec), s, &e))
         core_errf(err, "%s", e.msg);
-        goto out;
-    }
-    w->keep = s->train.keep_checkpoints;
-    msg = json_pack("{s:I, s:i, s:i, s:i, s:o}", "job", (json_int_t)j->id, "attempt",
-                    j->attempts, "threads", d->opt.threads, "final_eval_limit",
-                    d->opt.final_eval_limit, "spec", json_loads(j->spec, 0, NULL));
-    int rc = 0;
-    if (s->kind == ADV_JOB_TRAIN) {
-        rc = attach_ckpt(d, msg, "resume", j->id, (adv_ckpt_ref){ADV_CKPT_LATEST, 0},
-                         &w->last_ckpt, &w->from_step, NULL, err);
-        rc = rc == ADV_STORE_NOT_FOUND ? init_input(d, j, s, msg, err) : rc;
-    } else {
-        rc = eval_inputs(d, w, s, msg, err);
-    }
-    if (rc) {
-        json_decref(msg);
-        msg = NULL;
-    }
-out:
+    else if (s->kind == ADV_JOB_TRAIN)
+        rc = resume_inputs(d, w, j, wj, err) || (!wj->nresume && init_input(d, j, s, wj, err));
+    else
+        rc = eval_inputs(d, w, s, wj, err);
+    if (rc == 0)
+        w->keep = s->train.keep_checkpoints;
+    if (rc == 0 && !(line = adv_wmsg_encode(&m, len)))
+        core_errf(err, "out of memory");
+    json_decref(wj->spec);
+    json_decref(wj->parent_spec);
     free(s);
-    return msg;
+    return line;
+}
+
+/* The worker's three pipes: child ends at [0] (its stdin, stdout,
+ * stderr), the daemon's at [1]; all close-on-exec until dup'd into place. */
+static int worker_pipes(int fds[3][2], char *err)
+{
+    for (int i = 0; i < 3; i++) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC))
+            return core_errf(err, "cannot create a worker's pipes: %s", strerror(errno));
+        fds[i][0] = i == 0 ? p[0] : p[1];
+        fds[i][1] = i == 0 ? p[1] : p[0];
+    }
+    return 0;
+}
+
+static void close_fds(int fds[3][2], int side)
+{
+    for (int i = 0; i < 3; i++)
+        if (fds[i][side] >= 0)
+            close(fds[i][side]), fds[i][side] = -1;
+}
+
+/* posix_spawn, not fork: glibc starts the child with CLONE_VM | CLONE_VFORK,
+ * so the daemon's page tables are neither copied nor made copy-on-write.
+ * uv_spawn's fork cost the event loop 4-8 ms per worker on this virtual
+ * machine (the copy, then a fault for each page the daemon wrote next),
+ * which a burst of short jobs turned into stalls for every client. */
+static int spawn_process(advd *d, int fds[3][2], pid_t *pid, char *err)
+{
+    char *args[] = {d->exe, (char *)"--worker", NULL};
+    extern char **environ;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    for (int i = 0; i < 3; i++)
+        posix_spawn_file_actions_adddup2(&fa, fds[i][0], i);
+    /* The daemon's signal handlers and mask are not the worker's. */
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    int rc = posix_spawn(pid, d->exe, &fa, &at, args, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return rc ? core_errf(err, "cannot start a worker: %s", strerror(rc)) : 0;
+}
+
+/* The daemon's ends as libuv pipes, and the pidfd watched for the exit. */
+static int watch_worker(advd *d, advd_worker *w, int fds[3][2], char *err)
+{
+    uv_pipe_t *ends[3] = {&w->in, &w->out, &w->err};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if ((rc = uv_pipe_open(ends[i], fds[i][1])) == 0)
+            fds[i][1] = -1; /* the handle owns it now */
+    if (rc)
+        return core_errf(err, "cannot watch a worker's pipes: %s", uv_strerror(rc));
+    w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+    if (w->pidfd < 0)
+        return core_errf(err, "cannot watch a worker's exit (pidfd_open): %s", strerror(errno));
+    if ((rc = uv_poll_init(&d->loop, &w->exitw, w->pidfd)))
+        return core_errf(err, "cannot watch a worker's exit: %s", uv_strerror(rc));
+    w->spawned = 1;
+    w->exitw.data = w;
+    if ((rc = uv_poll_start(&w->exitw, UV_READABLE, on_worker_exit)) ||
+        (rc = uv_read_start((uv_stream_t *)&w->out, on_worker_alloc, on_worker_out)) ||
+        (rc = uv_read_start((uv_stream_t *)&w->err, on_worker_alloc, on_worker_err)))
+        return core_errf(err, "cannot read from a worker: %s", uv_strerror(rc));
+    return 0;
 }
 
 static int spawn(advd *d, advd_worker *w, char *err)
 {
-    char *args[] = {d->exe, (char *)"--worker", NULL};
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&w->in},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&w->out},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&w->err},
-    };
-    uv_process_options_t o = {.exit_cb = on_worker_exit, .file = d->exe, .args = args,
-                              .stdio_count = 3, .stdio = stdio};
-    int rc = uv_spawn(&d->loop, &w->proc, &o);
-    w->spawned = 1;
-    w->proc.data = w;
-    if (rc)
-        return core_errf(err, "cannot start a worker: %s", uv_strerror(rc));
-    if ((rc = uv_read_start((uv_stream_t *)&w->out, on_worker_alloc, on_worker_out)) ||
-        (rc = uv_read_start((uv_stream_t *)&w->err, on_worker_alloc, on_worker_err))) {
-        uv_process_kill(&w->proc, SIGKILL);
-        return core_errf(err, "cannot read from a worker: %s", uv_strerror(rc));
+    int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int rc = worker_pipes(fds, err) || spawn_process(d, fds, &w->pid, err);
+    close_fds(fds, 0); /* the child's ends are the child's */
+    if (rc == 0 && watch_worker(d, w, fds, err)) {
+        kill(w->pid, SIGKILL);
+        if (!w->spawned) /* nothing will reap it */
+            waitpid(w->pid, NULL, 0);
+        rc = -1;
     }
-    return 0;
+    close_fds(fds, 1);
+    return rc ? -1 : 0;
 }
 
 static void link_worker(advd *d, advd_worker *w)
@@ -620,21 +795,23 @@ static int start_job(advd *d, adv_job *j)
     }
     worker_init(d, w, j);
     link_worker(d, w);
-    json_t *msg = job_message(d, w, j, err);
-    if (!msg || spawn(d, w, err)) {
-        json_decref(msg);
+    size_t len;
+    char *line = job_message(d, w, j, &len, err);
+    if (!line || spawn(d, w, err)) {
+        free(line);
         set_state(d, j->id, ADV_STATE_FAILED, err);
         w->finished = 1;
         worker_close(w);
         return -1;
     }
-    worker_send(w, msg);
+    worker_send_line(w, line, len);
     if (w->kind == ADV_JOB_TRAIN && w->from_step >= 0)
-        advd_log(d, "job %lld running (attempt %d, pid %d, resuming from step %lld)",
-                 (long long)j->id, j->attempts, w->proc.pid, (long long)w->from_step);
+        advd_log(d, "job %lld running (attempt %d, pid %d, resuming from step %lld or the "
+                    "newest checkpoint before it that passes its check)",
+                 (long long)j->id, j->attempts, (int)w->pid, (long long)w->from_step);
     else
         advd_log(d, "job %lld running (attempt %d, pid %d)", (long long)j->id, j->attempts,
-                 w->proc.pid);
+                 (int)w->pid);
     advd_notify(d, j->id, adv_proto_event_state(j->id, ADV_STATE_RUNNING, NULL));
     return 0;
 }
@@ -646,7 +823,7 @@ static void on_grace_over(uv_timer_t *t)
     advd_worker *w = t->data;
     advd_log(w->d, "job %lld: the worker did not stop within the grace period; killing it",
              (long long)w->job);
-    uv_process_kill(&w->proc, SIGKILL);
+    worker_kill(w);
 }
 
 static void request_stop(advd_worker *w, int why)
@@ -655,7 +832,7 @@ static void request_stop(advd_worker *w, int why)
         w->stop = why;
     if (uv_is_active((uv_handle_t *)&w->grace))
         return;
-    worker_send(w, json_pack("{s:s}", "cmd", "stop"));
+    worker_send(w, &(adv_wmsg){.type = ADV_W_STOP});
     uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->d->opt.grace_ms, 0);
 }
 
@@ -680,5 +857,5 @@ void advd_scheduler_shutdown(advd *d)
 void advd_scheduler_kill(advd *d)
 {
     for (advd_worker *w = d->workers; w; w = w->next)
-        uv_process_kill(&w->proc, SIGKILL);
+        worker_kill(w);
 }

@@ -165,6 +165,7 @@ struct advd_client {
     uint64_t line_since;                /* loop time a partial line began; 0: none */
     uint64_t active_at;                 /* loop time of the last read or write */
     unsigned uid;                       /* the peer's, from SO_PEERCRED */
+    uint64_t serial;                    /* unique for the daemon's life (advd_client_find) */
     unsigned char admitted;             /* counted against the limits */
     unsigned char closing;              /* 1: after the queued writes; 2: closed */
     unsigned char reading, paused, eof;
@@ -188,6 +189,19 @@ static void sweep_update(advd *d);
 unsigned advd_client_uid(const advd_client *c)
 {
     return c->uid;
+}
+
+uint64_t advd_client_serial(const advd_client *c)
+{
+    return c->serial;
+}
+
+advd_client *advd_client_find(advd *d, uint64_t serial)
+{
+    for (advd_client *c = d->clients; c; c = c->next)
+        if (c->serial == serial)
+            return c;
+    return NULL;
 }
 
 static uint64_t now_ms(advd *d)
@@ -961,7 +975,9 @@ static advd_client *client_new(advd *d)
         free(c);
         return NULL;
     }
+    static uint64_t serials;
     c->d = d;
+    c->serial = ++serials;
     c->pipe.data = c;
     c->active_at = now_ms(d);
     adv_linebuf_init(&c->lines, ADV_PROTO_MAX_LINE);

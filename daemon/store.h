@@ -9,7 +9,8 @@
  *   ADV_STORE_ERROR      SQLite or the system failed
  *   ADV_STORE_NOT_FOUND  no such job or checkpoint ("no job 7")
  *   ADV_STORE_CONFLICT   the job is not in a state that allows it
- *   ADV_STORE_CORRUPT    a checkpoint failed its checksum: never used
+ *   ADV_STORE_CORRUPT    a checkpoint failed its checksum or its file is
+ *                        missing: never used
  * Times are seconds since the Unix epoch (REAL), 0 when not set. Strings
  * and buffers in results are malloc'ed and released by the *_clear/_free
  * functions.
@@ -22,8 +23,9 @@
 
 #include "core/common.h"
 #include "proto/proto.h"
+#include "proto/worker.h"
 
-#define ADV_STORE_SCHEMA 3   /* PRAGMA user_version this code writes */
+#define ADV_STORE_SCHEMA 7   /* PRAGMA user_version this code writes */
 
 enum {
     ADV_STORE_OK = 0,
@@ -39,6 +41,18 @@ typedef struct adv_store adv_store;
  * busy_ms: how long a statement waits for a lock held by another process. */
 int adv_store_open(const char *path, int busy_ms, adv_store **out, char *err);
 void adv_store_close(adv_store *st);
+/* The connection, for the daemon's modules that keep their own tables
+ * (monitor_db.c); the loop's thread only. */
+typedef struct sqlite3 sqlite3;
+sqlite3 *adv_store_sqlite(adv_store *st);
+
+/* WAL checkpoints (daemon/walckpt.c): replace this connection's automatic
+ * ones, which run inside a commit, by a call of full(ctx) after a commit
+ * that leaves the WAL at 1000 pages or more; run one PASSIVE checkpoint
+ * (copies what no reader needs, waits for nobody), from any one thread at
+ * a time. */
+int adv_store_wal_manual(adv_store *st, void (*full)(void *ctx), void *ctx, char *err);
+int adv_store_wal_checkpoint(adv_store *st, char *err);
 int adv_store_schema_version(adv_store *st, int *version, char *err);
 
 /* ------------------------------------------------------------------ jobs */
@@ -59,6 +73,7 @@ typedef struct {
     int64_t init_job;           /* train: the job it started from (0: none) */
     int64_t init_ckpt;          /* and that job's checkpoint, once started (0: not yet) */
     uint32_t init_checksum;     /* its crc32 */
+    char *warning;              /* the last note for its owner; NULL: none */
 } adv_job;
 
 void adv_job_clear(adv_job *j);
@@ -105,6 +120,9 @@ int adv_store_job_claim(adv_store *st, adv_job *out, char *err);
 /* At startup: jobs left running by a daemon that died are queued again. */
 int adv_store_requeue_running(adv_store *st, int *count, char *err);
 
+/* Set (text NULL: clear) the note a job's owner sees in its status. */
+int adv_store_job_warn(adv_store *st, int64_t id, const char *text, char *err);
+
 /* A running job's progress fraction in [0, 1]. */
 int adv_store_job_progress(adv_store *st, int64_t id, double progress, char *err);
 
@@ -120,15 +138,23 @@ typedef struct {
     size_t size;
     double created;
     uint8_t *state;             /* core_trainer_save bytes; NULL in lists */
+    char file[ADV_CKPT_FILE_MAX]; /* its file in the checkpoint folder; "": in the row */
 } adv_ckpt;
 
 void adv_ckpt_clear(adv_ckpt *c);
 void adv_ckpts_free(adv_ckpt *c, int n);
 
-/* Store c->state (c->size bytes) for c->job at c->step (replacing one at
- * the same step), then, in the same transaction, delete the job's other
- * checkpoints but the keep_last latest and the best (keep_last 0: keep
- * all). *id may be NULL. */
+/* The checkpoint folder (daemon/ckptfile.h): workers write there. */
+const char *adv_store_ckpt_dir(const adv_store *st);
+
+/* Record a checkpoint for c->job at c->step (replacing one at the same
+ * step), then, in the same transaction, delete the job's other checkpoints
+ * but the keep_last latest and the best (keep_last 0: keep all), and
+ * their files. Either c->file names a file a worker has written durably
+ * into the folder (c->size, c->checksum describe it), or c->file is "" and
+ * c->state (c->size bytes) is written to a new file first. The row's
+ * commit is not fsync'd (sync NORMAL): after a power cut the job may
+ * resume from the checkpoint before. *id may be NULL. */
 int adv_store_ckpt_put(adv_store *st, const adv_ckpt *c, int keep_last, int64_t *id, char *err);
 
 /* Load one with its bytes, verifying size and checksum (ADV_STORE_CORRUPT
@@ -144,8 +170,18 @@ int adv_store_ckpt_read(adv_store *st, int64_t id, size_t offset, void *buf, siz
  * (ADV_STORE_CORRUPT when it differs). */
 int adv_store_ckpt_verify(adv_store *st, const adv_ckpt *c, char *err);
 
+/* At the daemon's start: move the checkpoints an advd before schema 4
+ * kept inside the database out to files, one row at a time; *moved
+ * counts them. */
+int adv_store_ckpt_unblob(adv_store *st, int *moved, char *err);
+
 /* A job's checkpoints, by step, without their bytes. */
 int adv_store_ckpt_list(adv_store *st, int64_t job, adv_ckpt **out, int *n, char *err);
+
+/* At the daemon's start, when no worker writes: remove the files of the
+ * checkpoint folder that no row names (a worker's that the daemon died
+ * before recording, a pruned one whose removal failed). */
+int adv_store_ckpt_sweep(adv_store *st, int *removed, char *err);
 
 /* --------------------------------------------------------------- metrics */
 

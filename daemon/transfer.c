@@ -6,7 +6,8 @@
  *   export   a checkpoint as its stored state (core/state.h) or as a
  *            safetensors file (proto/safetensors.c): the head is built from
  *            the model spec, the weights are a window into the stored
- *            state, read straight from SQLite's blob (no whole copy)
+ *            state, read straight from SQLite's blob (no whole copy), the
+ *            tail the spec's norm buffers
  *   images   one picture of an evaluation by name
  *
  * Answer of a piece: {"size": whole bytes, "offset", "data": base64,
@@ -91,6 +92,8 @@ static json_t *metadata(const adv_job *j, const adv_ckpt *c, const core_model *m
 typedef struct {
     uint8_t *head;        /* safetensors: the file's head; state: NULL */
     size_t head_len;
+    uint8_t *tail;        /* safetensors: the model's buffers after the weights */
+    size_t tail_len;
     size_t params_off;    /* where the weights start in the stored state */
     size_t size;          /* the whole file */
 } layout;
@@ -112,34 +115,41 @@ static int safetensors_layout(advd *d, const adv_job *j, const adv_ckpt *c, layo
     if (m->nparams != nparams || l->params_off + nparams * sizeof(float) > c->size)
         rc = adv_errorf(e, ADV_E_INTERNAL, "checkpoint %lld: %llu parameters do not fit '%s'",
                         (long long)c->id, (unsigned long long)nparams, info.spec);
-    else if (adv_safetensors_head(m, metadata(j, c, m), &l->head, &l->head_len))
+    else if (adv_safetensors_head(m, metadata(j, c, m), &l->head, &l->head_len) ||
+             adv_safetensors_tail(m, &l->tail, &l->tail_len))
         rc = adv_errorf(e, ADV_E_INTERNAL, "out of memory");
-    l->size = l->head_len + nparams * sizeof(float);
+    l->size = l->head_len + nparams * sizeof(float) + l->tail_len;
     core_model_free(m);
     return rc;
 }
 
-/* Bytes [offset, offset + n) of the file: from the head, then the state. */
+/* Bytes [offset, offset + n) of the file: from the head, the state, then
+ * the tail. */
 static int file_bytes(advd *d, const adv_ckpt *c, const layout *l, size_t offset, size_t n,
                       uint8_t *out, adv_error *e)
 {
     char err[CORE_ERRLEN];
+    size_t tail_at = l->size - l->tail_len, end = offset + n;
     size_t from_head = offset < l->head_len ? l->head_len - offset : 0;
     if (from_head > n)
         from_head = n;
     if (from_head)
         memcpy(out, l->head + offset, from_head);
-    size_t at = (offset + from_head - l->head_len) + l->params_off;
-    if (n > from_head && adv_store_ckpt_read(d->store, c->id, at, out + from_head, n - from_head,
-                                             err))
+    size_t from = offset + from_head, upto = end < tail_at ? end : tail_at;
+    if (upto > from && adv_store_ckpt_read(d->store, c->id, from - l->head_len + l->params_off,
+                                           out + from_head, upto - from, err))
         return adv_errorf(e, ADV_E_INTERNAL, "%s", err);
+    if (end > tail_at) {
+        size_t start = from > tail_at ? from : tail_at;
+        memcpy(out + (start - offset), l->tail + (start - tail_at), end - start);
+    }
     return 0;
 }
 
 static int export_layout(advd *d, const adv_job *j, const adv_ckpt *c, const char *format,
                          layout *l, adv_error *e)
 {
-    *l = (layout){NULL, 0, 0, c->size};
+    *l = (layout){NULL, 0, NULL, 0, 0, c->size};
     return strcmp(format, "safetensors") ? 0 : safetensors_layout(d, j, c, l, e);
 }
 
@@ -181,6 +191,7 @@ int advd_export_piece(advd *d, const adv_job *j, const adv_request *req, json_t 
                                                (json_int_t)c.checksum));
     free(buf);
     free(l.head);
+    free(l.tail);
     adv_ckpt_clear(&c);
     return rc;
 }

@@ -2,35 +2,22 @@
  * worker.c - `advd --worker`: one job in a process of its own, so that a
  * crash, an abort or running out of memory never takes the daemon down.
  *
- * Pipe protocol (newline-delimited JSON, one object per line, binary data
- * as base64 strings; lines may be far longer than the client protocol's):
+ * The pipe protocol is proto/worker.h's (the job on stdin, then "stop";
+ * progress, metrics, checkpoints, results and the end on stdout). A stop
+ * (or SIGTERM) checkpoints at the next batch boundary and exits 0; EOF on
+ * stdin means the daemon is gone: exit 1 at the next batch boundary,
+ * writing nothing (PR_SET_PDEATHSIG kills a worker whose daemon died in
+ * any case). A stop while the job is still being set up (data, model,
+ * checkpoint) ends the worker at once with done "stopped": there is
+ * nothing to keep. The worker's C stdout goes to stderr, so that nothing
+ * else can write into the protocol.
  *
- * daemon -> worker, on the worker's stdin
- *   first line, the job:
- *     {"job": ID, "attempt": N, "threads": T, "final_eval_limit": L,
- *      "spec": {canonical spec},
- *      "resume": "<state>"          train: the latest checkpoint, if any
- *      "init": "<state>"            train: the init job's checkpoint (spec "init")
- *      "parent_spec": {...},        eval: the training job's spec (data set)
- *      "checkpoint": "<state>"}     eval: the checkpoint to evaluate
- *   then, at any time: {"cmd": "stop"}: checkpoint at the next batch
- *   boundary, send it, exit 0 (SIGTERM does the same). EOF on stdin means
- *   the daemon is gone: exit 1 at the next batch boundary, writing nothing
- *   (PR_SET_PDEATHSIG kills a worker whose daemon died in any case).
- *   A stop while the job is still being set up (data, model, checkpoint)
- *   ends the worker at once with done "stopped": there is nothing to keep.
- *
- * worker -> daemon, on the worker's stdout (its C stdout is sent to stderr,
- * so that nothing else can write into the protocol):
- *   {"type":"progress","progress":P,"epoch":E,"step":S,"images_per_s":R,"loss":L}
- *                                   (evaluations: P only, at most once a second)
- *   {"type":"metrics","epoch":E,"step":S,"values":{"train_loss":..,...}}  null: NaN
- *   {"type":"checkpoint","epoch":E,"step":S,"val_robust_acc":A|null,"state":"<state>"}
- *   {"type":"eval","spec":{...},"eps":X,"n":N,"clean_acc":A,"robust_acc":B,
- *    "survival":"<n bytes>","warnings":[...]}
- *   {"type":"done","status":"succeeded"|"stopped"}   then exit 0
- *   {"type":"error","message":"..."}                  then exit 1
- * <state> is core_trainer_save's bytes (core/state.h), base64.
+ * Checkpoints: the worker writes each one as a file in the daemon's
+ * checkpoint folder (daemon/ckptfile.h, named j<job>-s<step>-a<attempt>p<pid>)
+ * and sends its name, size and crc32; the bytes never cross the daemon's
+ * event loop. A training job resumes from the newest of the checkpoints
+ * the daemon names whose file passes its checksum, with a warning for
+ * each one it had to skip.
  *
  * Training: core_trainer_run with hooks that report progress (at most once
  * a second), record every epoch's metrics, checkpoint every
@@ -57,7 +44,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/ckptfile.h"
 #include "daemon/extras.h"
+#include "daemon/store.h"
+#include "core/eval.h"
 #include "core/gemm.h"
 #include "core/rng.h"
 #include "core/sanity.h"
@@ -69,14 +59,17 @@ static volatile sig_atomic_t term_requested;
  * checkpoint could keep: a stop then ends the worker at once, from the
  * signal handler, with "done stopped" on setup_fd (-1: not setting up). */
 static volatile sig_atomic_t setup_fd = -1;
+/* The "done stopped" line the handler writes, encoded before any signal. */
+static char *done_stopped;
+static size_t done_stopped_len;
 
 typedef struct {
     int out_fd;               /* messages to the daemon */
     adv_linebuf in;           /* lines from the daemon */
     int stop, eof;
-    json_t *job;              /* the first line */
+    adv_wmsg first;           /* the job line, decoded */
+    const adv_wjob *job;      /* &first.u.job once it came; NULL before */
     adv_jobspec *spec;
-    int final_eval_limit;
     core_trainer *t;
     int64_t last_ckpt_step;   /* -1: none sent */
     double last_progress;     /* time of the last progress message */
@@ -85,11 +78,10 @@ typedef struct {
 
 static void stop_in_setup(void)
 {
-    static const char done[] = "{\"type\":\"done\",\"status\":\"stopped\"}\n";
     int fd = setup_fd;
     if (fd < 0)
         return;
-    if (write(fd, done, sizeof done - 1) < 0)
+    if (write(fd, done_stopped, done_stopped_len) < 0)
         _exit(1);
     _exit(0);
 }
@@ -124,44 +116,93 @@ static void write_all(worker *w, const char *p, size_t n)
     }
 }
 
-/* Send msg (stolen) as one line. */
-static void send_msg(worker *w, json_t *msg)
+/* Send m as one line; m stays the caller's. */
+static void send_msg(worker *w, const adv_wmsg *m)
 {
-    char *text = msg ? json_dumps(msg, ADV_JSON_FLAGS) : NULL;
-    json_decref(msg);
-    if (!text) {
-        fprintf(stderr, "advd worker: cannot encode a message\n");
+    size_t len;
+    char *line = adv_wmsg_encode(m, &len);
+    if (!line) {
+        fprintf(stderr, "advd worker: cannot encode a '%s' message\n", adv_wtype_name(m->type));
         _exit(1);
     }
-    write_all(w, text, strlen(text));
-    write_all(w, "\n", 1);
-    free(text);
+    write_all(w, line, len);
+    free(line);
 }
 
-
+/* A metric's value: NaN travels as null. */
 static json_t *num(double v)
 {
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+static void send_text(worker *w, adv_wtype type, const char *text)
+{
+    adv_wmsg m = {.type = type, .u.text.message = (char *)text};
+    send_msg(w, &m);
+}
+
+static void send_done(worker *w, int succeeded)
+{
+    adv_wmsg m = {.type = ADV_W_DONE, .u.done.succeeded = succeeded};
+    send_msg(w, &m);
+}
+
 static int fail(worker *w)
 {
     fprintf(stderr, "advd worker: %s\n", w->err);
-    send_msg(w, json_pack("{s:s, s:s}", "type", "error", "message", w->err));
+    send_text(w, ADV_W_ERROR, w->err);
     return 1;
+}
+
+/* Fault injection, for tests/test_faults.c and scripts/soak-crash.sh: with
+ * ADVD_FAULT=PHASE in the daemon's environment (workers inherit it), the
+ * first attempt of every job kills itself with SIGKILL on reaching PHASE:
+ * load (its data just loaded), train (a batch after the attempt's first
+ * checkpoint), checkpoint (the state of its second checkpoint saved, not
+ * yet sent) or eval (the evaluation begins). Unset: nothing happens.
+ * Returns 0, to sit in a chain of calls. */
+static int fault_point(const worker *w, const char *phase)
+{
+    static const char *want;
+    static int looked;
+    if (!looked++)
+        want = getenv("ADVD_FAULT");
+    if (want && !strcmp(want, phase) &&
+        w->job->attempt == 1) {
+        fprintf(stderr, "advd worker: ADVD_FAULT=%s: killing myself\n", phase);
+        raise(SIGKILL);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------ the daemon's lines */
 
-static void handle_control(worker *w, const char *line, size_t len)
+/* The first line must be the job; after it only stop means anything. A
+ * first line that is not a job leaves w->job NULL and the reason in err. */
+static void handle_line(worker *w, const char *line, size_t len)
 {
-    json_t *v = json_loadb(line, len, 0, NULL);
-    const char *cmd = json_string_value(json_object_get(v, "cmd"));
-    if (cmd && !strcmp(cmd, "stop"))
+    adv_error e;
+    adv_wmsg m;
+    if (adv_wmsg_decode(line, len, &m, &e)) {
+        if (!w->job)
+            core_errf(w->err, "invalid job line from the daemon: %s", e.msg);
+        else
+            fprintf(stderr, "advd worker: ignoring a line from the daemon: %s\n", e.msg);
+        return;
+    }
+    if (!w->job && m.type == ADV_W_JOB) {
+        w->first = m;
+        w->job = &w->first.u.job;
+        return;
+    }
+    if (!w->job)
+        core_errf(w->err, "expected a job line from the daemon, got '%s'", adv_wtype_name(m.type));
+    else if (m.type == ADV_W_STOP)
         w->stop = 1;
     else
-        fprintf(stderr, "advd worker: ignoring an unknown control line\n");
-    json_decref(v);
+        fprintf(stderr, "advd worker: ignoring a '%s' line from the daemon\n",
+                adv_wtype_name(m.type));
+    adv_wmsg_clear(&m);
 }
 
 /* Read what the daemon sent; block: wait for at least one line. */
@@ -174,13 +215,10 @@ static void read_control(worker *w, int block)
     for (;;) {
         int r;
         while ((r = adv_linebuf_next(&w->in, &line, &len, &e)) == 1) {
-            if (!w->job) {
-                w->job = json_loadb(line, len, 0, NULL);
-                if (!w->job)
-                    w->job = json_object();
-                return;
-            }
-            handle_control(w, line, len);
+            int first = !w->job;
+            handle_line(w, line, len);
+            if (first)
+                return; /* the job, or the reason there is none */
         }
         if (r < 0) {
             fprintf(stderr, "advd worker: %s\n", e.msg);
@@ -239,23 +277,50 @@ static void setup_end(void)
 
 /* ------------------------------------------------------------- training */
 
+/* The trainer's state as a checkpoint file, then its name to the daemon. */
 static int send_checkpoint(worker *w, float val_robust_acc)
 {
+    const core_progress *p = &w->t->progress;
+    adv_wmsg m = {.type = ADV_W_CHECKPOINT,
+                  .u.checkpoint = {.epoch = p->epoch, .step = p->step,
+                                   .val_robust_acc = val_robust_acc}};
+    adv_wckpt *c = &m.u.checkpoint.ckpt;
     uint8_t *buf;
     size_t len;
+    char tag[32];
     if (core_trainer_save(w->t, &buf, &len, w->err))
         return -1;
-    char *b64 = adv_base64_encode(buf, len, NULL);
+    snprintf(tag, sizeof tag, "a%dp%ld", w->job->attempt, (long)getpid());
+    adv_ckptfile_name(w->job->job, p->step, tag, c->file, sizeof c->file);
+    int rc = adv_ckptfile_write(w->job->ckpt_dir, c->file, buf, len, &c->crc32, w->err);
     free(buf);
-    if (!b64)
-        return core_errf(w->err, "out of memory for a checkpoint of %zu bytes", len);
-    const core_progress *p = &w->t->progress;
-    send_msg(w, json_pack("{s:s, s:I, s:I, s:o, s:s}", "type", "checkpoint", "epoch",
-                          (json_int_t)p->epoch, "step", (json_int_t)p->step, "val_robust_acc",
-                          num(val_robust_acc), "state", b64));
-    free(b64);
+    if (rc)
+        return -1;
+    c->size = len;
+    c->step = p->step;
+    if (w->last_ckpt_step >= 0)
+        fault_point(w, "checkpoint");
+    send_msg(w, &m);
     w->last_ckpt_step = p->step;
     return 0;
+}
+
+static void send_progress_msg(worker *w, double frac, int64_t epoch, int64_t step,
+                              double images_per_s, double loss)
+{
+    adv_wmsg m = {.type = ADV_W_PROGRESS,
+                  .u.progress = {.progress = frac > 1 ? 1.0 : frac, .epoch = epoch, .step = step,
+                                 .images_per_s = images_per_s, .loss = loss}};
+    send_msg(w, &m);
+    w->last_progress = core_now_s();
+}
+
+static void send_metrics(worker *w, int64_t epoch, json_t *values)
+{
+    adv_wmsg m = {.type = ADV_W_METRICS,
+                  .u.metrics = {.epoch = epoch, .step = w->t->progress.step, .values = values}};
+    send_msg(w, &m);
+    json_decref(values);
 }
 
 static void send_progress(worker *w, double images_per_s, float loss)
@@ -263,16 +328,14 @@ static void send_progress(worker *w, double images_per_s, float loss)
     const core_trainer *t = w->t;
     double total = (double)t->cfg.epochs * t->batches_per_epoch;
     double frac = total > 0 ? (double)t->progress.step / total : 0.0;
-    send_msg(w, json_pack("{s:s, s:f, s:I, s:I, s:o, s:o}", "type", "progress", "progress",
-                          frac > 1 ? 1.0 : frac, "epoch", (json_int_t)t->progress.epoch, "step",
-                          (json_int_t)t->progress.step, "images_per_s", num(images_per_s),
-                          "loss", num(loss)));
-    w->last_progress = core_now_s();
+    send_progress_msg(w, frac, t->progress.epoch, t->progress.step, images_per_s, loss);
 }
 
 static int on_batch(void *ctx, const core_batch_info *b)
 {
     worker *w = ctx;
+    if (w->last_ckpt_step >= 0)
+        fault_point(w, "train");
     if (core_now_s() - w->last_progress >= 1.0)
         send_progress(w, b->images_per_s, b->loss);
     return should_stop(w);
@@ -290,8 +353,7 @@ static void send_epoch_metrics(worker *w, const core_epoch_info *e)
         json_object_set_new(v, "co_pgd_acc", num(e->co_pgd_acc));
     if (e->rolled_back)
         json_object_set_new(v, "rolled_back", json_real(1.0));
-    send_msg(w, json_pack("{s:s, s:i, s:I, s:o}", "type", "metrics", "epoch", e->epoch, "step",
-                          (json_int_t)w->t->progress.step, "values", v));
+    send_metrics(w, e->epoch, v);
 }
 
 static int on_epoch(void *ctx, const core_epoch_info *e)
@@ -311,55 +373,67 @@ static int on_epoch(void *ctx, const core_epoch_info *e)
 static int final_eval(worker *w, const adv_train_spec *ts)
 {
     core_dataset te = {0};
-    int *idx = NULL, rc = -1;
-    core_eval_result clean, rob;
     core_trainer *t = w->t;
     float eps = t->cfg.eps > 0 ? t->cfg.eps : core_train_defaults().eps;
-    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, eps);
-    a.steps = 20;
-    a.norm = t->cfg.norm;
-    a.seed = t->cfg.seed;
-    if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TEST, w->final_eval_limit, &te,
-                          w->err))
+    double clean, rob;
+    if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TEST, w->job->final_eval_limit, &te,
+                          w->err) ||
+        fault_point(w, "eval") ||
+        core_eval_final(t->model, t->ws, &te, eps, t->cfg.norm, t->cfg.seed, t->cfg.batch, &clean,
+                        &rob, w->err)) {
+        core_dataset_free(&te);
         return -1;
-    if (!(idx = core_alloc(sizeof(int) * (size_t)te.n))) {
-        core_errf(w->err, "out of memory");
-        goto out;
     }
-    for (int i = 0; i < te.n; i++)
-        idx[i] = i;
-    if (core_evaluate(t->model, t->ws, &te, idx, te.n, t->cfg.batch, NULL, 0, &clean, w->err) ||
-        core_evaluate(t->model, t->ws, &te, idx, te.n, t->cfg.batch, &a, CORE_STREAM_USER, &rob,
-                      w->err))
-        goto out;
-    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:b}", "attack", "pgd", "norm",
-                             t->cfg.norm == CORE_NORM_L2 ? "l2" : "linf", "loss", "ce", "steps",
-                             20, "final", 1);
-    send_msg(w, json_pack("{s:s, s:o, s:f, s:i, s:f, s:f, s:[]}", "type", "eval", "spec", spec,
-                          "eps", adv_float_json(eps), "n", te.n, "clean_acc", clean.clean_acc,
-                          "robust_acc", rob.robust_acc, "warnings"));
-    send_msg(w, json_pack("{s:s, s:i, s:I, s:{s:f, s:f}}", "type", "metrics", "epoch",
-                          (int)t->progress.epoch, "step", (json_int_t)t->progress.step, "values",
-                          "test_clean_acc", clean.clean_acc, "test_pgd20_acc", rob.robust_acc));
-    rc = 0;
-out:
-    core_free(idx);
+    adv_wmsg m = {.type = ADV_W_EVAL,
+                  .u.eval = {.spec = json_pack("{s:s, s:s, s:s, s:i, s:b}", "attack", "pgd",
+                                               "norm", t->cfg.norm == CORE_NORM_L2 ? "l2" : "linf",
+                                               "loss", "ce", "steps", 20, "final", 1),
+                             .warnings = json_array(), .eps = adv_float_json(eps), .n = te.n,
+                             .clean_acc = clean, .robust_acc = rob}};
+    send_msg(w, &m);
+    json_decref(m.u.eval.spec);
+    json_decref(m.u.eval.warnings);
+    send_metrics(w, t->progress.epoch,
+                 json_pack("{s:f, s:f}", "test_clean_acc", clean, "test_pgd20_acc", rob));
     core_dataset_free(&te);
-    return rc;
+    return 0;
 }
 
-/* The base64 string at key of the job line, decoded; 0 when absent. */
-static int job_bytes(worker *w, const char *key, uint8_t **buf, size_t *len)
+/* The bytes of checkpoint file c, checked: ADV_STORE_CORRUPT when its
+ * size or crc32 differ from what the daemon stored. */
+static int load_ckpt(worker *w, const adv_wckpt *c, uint8_t **buf, size_t *len)
 {
-    const json_t *v = json_object_get(w->job, key);
-    adv_error e;
+    *len = (size_t)c->size;
+    return adv_ckptfile_load(w->job->ckpt_dir, c->file, c->size, c->crc32, buf, w->err);
+}
+
+/* The newest resume checkpoint whose file holds (*buf NULL: none named);
+ * each one skipped is a warning the job's owner sees in `status`. */
+static int load_resume(worker *w, uint8_t **buf, size_t *len)
+{
+    char msg[CORE_ERRLEN + 128];
+    *buf = NULL;
+    for (int i = 0; i < w->job->nresume; i++) {
+        const adv_wckpt *c = &w->job->resume[i];
+        if (load_ckpt(w, c, buf, len) == 0)
+            return 0;
+        snprintf(msg, sizeof msg, "checkpoint at step %lld skipped: %s", (long long)c->step,
+                 w->err);
+        fprintf(stderr, "advd worker: %s\n", msg);
+        send_text(w, ADV_W_WARNING, msg);
+    }
+    if (w->job->nresume)
+        return core_errf(w->err, "no usable checkpoint to resume from: all %d failed their check",
+                         w->job->nresume);
+    return 0;
+}
+
+/* The init job's checkpoint (spec "init"), when the daemon named one. */
+static int load_init(worker *w, uint8_t **buf, size_t *len)
+{
     *buf = NULL;
     *len = 0;
-    if (!json_is_string(v))
-        return 0;
-    if (adv_base64_decode(json_string_value(v), json_string_length(v), buf, len, &e))
-        return core_errf(w->err, "invalid '%s' from the daemon: %s", key, e.msg);
-    return 0;
+    return w->job->has_init ? load_ckpt(w, &w->job->init, buf, len) : 0;
 }
 
 static int run_train(worker *w)
@@ -374,9 +448,9 @@ static int run_train(worker *w)
     /* A retry resumes from its own checkpoint; only a first start takes
      * the init job's weights. */
     int failed = core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TRAIN, ts->train_limit,
-                                   &tr, w->err) ||
+                                   &tr, w->err) || fault_point(w, "load") ||
                  core_trainer_create(&ts->cfg, ts->model, &tr, &w->t, w->err) ||
-                 job_bytes(w, "resume", &resume, &rlen) || job_bytes(w, "init", &init, &ilen) ||
+                 load_resume(w, &resume, &rlen) || (!resume && load_init(w, &init, &ilen)) ||
                  (resume && core_trainer_load(w->t, resume, rlen, w->err)) ||
                  (!resume && init && core_trainer_init_from(w->t, init, ilen, &reinit, w->err));
     setup_end();
@@ -393,13 +467,13 @@ static int run_train(worker *w)
     if (w->last_ckpt_step != w->t->progress.step && send_checkpoint(w, NAN))
         goto out;
     if (r == 1) {
-        send_msg(w, json_pack("{s:s, s:s}", "type", "done", "status", "stopped"));
+        send_done(w, 0);
         rc = 0;
         goto out;
     }
     if (final_eval(w, ts))
         goto out;
-    send_msg(w, json_pack("{s:s, s:s}", "type", "done", "status", "succeeded"));
+    send_done(w, 1);
     rc = 0;
 out:
     free(resume);
@@ -412,15 +486,17 @@ out:
 
 /* ----------------------------------------------------------- evaluation */
 
+_Static_assert(ADV_EPS_MAX == CORE_EVAL_EPS_MAX, "an eval spec's eps list fits core_eval_cfg");
+
 typedef struct {
     core_model *m;
     core_attack_ws *ws;
     core_dataset te;
     int n, batch;
     int *idx, *y;
-    float *x, *x_adv;
-    float *adv_logits;   /* n x classes at the first eps (single attacks, calibration) */
-    uint8_t *robust;
+    float *x;
+    core_eval_cfg cfg;
+    core_eval_out out;
 } eval_run;
 
 static void eval_free(eval_run *r)
@@ -431,9 +507,17 @@ static void eval_free(eval_run *r)
     core_free(r->idx);
     core_free(r->y);
     core_free(r->x);
-    core_free(r->x_adv);
-    core_free(r->adv_logits);
-    free(r->robust);
+    core_eval_out_free(&r->out);
+}
+
+/* The spec's attack or suite, eps list and seed as core/eval.h's settings. */
+static core_eval_cfg eval_cfg(const adv_eval_spec *es, int batch)
+{
+    core_eval_cfg c = {.use_suite = es->use_suite, .attack = es->attack, .neps = es->neps,
+                       .seed = es->seed, .batch = batch, .keep_adv_logits = es->calibration};
+    snprintf(c.suite, sizeof c.suite, "%s", es->suite);
+    memcpy(c.eps, es->eps, sizeof(float) * (size_t)es->neps);
+    return c;
 }
 
 static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
@@ -441,10 +525,10 @@ static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
     const adv_eval_spec *es = &w->spec->eval;
     uint8_t *state;
     size_t len;
-    if (job_bytes(w, "checkpoint", &state, &len))
-        return -1;
-    if (!state)
+    if (!w->job->has_checkpoint)
         return core_errf(w->err, "the daemon sent no checkpoint to evaluate");
+    if (load_ckpt(w, &w->job->checkpoint, &state, &len))
+        return -1;
     int rc = core_state_model(state, len, &r->m, w->err);
     free(state);
     if (rc || core_dataset_load(parent->train.fmt, parent->train.data_dir, CORE_SPLIT_TEST,
@@ -452,23 +536,22 @@ static int eval_setup(worker *w, const adv_jobspec *parent, eval_run *r)
         return -1;
     if (core_shape_size(r->te.shape) != core_shape_size(r->m->in) || r->te.nclass > r->m->nclass)
         return core_errf(w->err, "the test split does not fit the checkpoint's model");
-    if (!es->use_suite && es->attack.kind == CORE_ATTACK_APGD_T &&
+    if (!es->use_suite &&
+        (es->attack.kind == CORE_ATTACK_APGD_T || es->attack.kind == CORE_ATTACK_FAB_T) &&
         es->attack.n_targets >= r->m->nclass)
         return core_errf(w->err, "invalid 'targets': %d is not fewer than the %d classes",
                          es->attack.n_targets, r->m->nclass);
     r->n = r->te.n;
     r->batch = r->n < ADV_EVAL_BATCH ? r->n : ADV_EVAL_BATCH;
+    r->cfg = eval_cfg(es, r->batch > 0 ? r->batch : 1);
     size_t dim = core_shape_size(r->m->in);
-    r->idx = core_alloc(sizeof(int) * (size_t)r->n);
-    r->y = core_alloc(sizeof(int) * (size_t)r->n);
-    r->x = core_alloc(sizeof(float) * dim * (size_t)r->n);
-    r->x_adv = core_alloc(sizeof(float) * dim * (size_t)r->batch);
-    r->robust = malloc((size_t)r->n);
-    if (es->calibration && !es->use_suite)
-        r->adv_logits = core_alloc(sizeof(float) * (size_t)r->m->nclass * (size_t)r->n);
-    if (!r->idx || !r->y || !r->x || !r->x_adv || !r->robust ||
-        (es->calibration && !es->use_suite && !r->adv_logits))
+    r->idx = core_alloc(sizeof(int) * (size_t)r->n + 1);
+    r->y = core_alloc(sizeof(int) * (size_t)r->n + 1);
+    r->x = core_alloc(sizeof(float) * dim * (size_t)r->n + 1);
+    if (!r->idx || !r->y || !r->x)
         return core_errf(w->err, "out of memory for %d test images", r->n);
+    if (core_eval_out_alloc(&r->cfg, r->n, r->m->nclass, &r->out, w->err))
+        return -1;
     for (int i = 0; i < r->n; i++)
         r->idx[i] = i;
     core_dataset_gather(&r->te, r->idx, r->n, r->x, r->y);
@@ -490,9 +573,7 @@ static void eval_progress(worker *w, double p, int force)
 {
     if (!force && core_now_s() - w->last_progress < 1.0)
         return;
-    w->last_progress = core_now_s();
-    send_msg(w, json_pack("{s:s, s:f, s:i, s:i}", "type", "progress", "progress", p, "epoch", 0,
-                          "step", 0));
+    send_progress_msg(w, p, 0, 0, NAN, NAN);
 }
 
 static double attack_share(const adv_eval_spec *es)
@@ -500,39 +581,14 @@ static double attack_share(const adv_eval_spec *es)
     return has_extras(es) ? 0.7 : 1.0;
 }
 
-/* The attack or suite at one eps over every example, batch by batch. */
-static int eval_eps(worker *w, eval_run *r, float eps, int which, double *acc)
+/* core_eval_range's hook: a stop ends the evaluation between batches. */
+static int on_eval_batch(void *ctx, int e, int done, int total)
 {
+    worker *w = ctx;
     const adv_eval_spec *es = &w->spec->eval;
-    size_t dim = core_shape_size(r->m->in);
-    uint64_t stream = CORE_STREAM_USER + ((uint64_t)which << 32);
-    core_suite suite;
-    core_attack_cfg a = es->attack;
-    a.eps = eps;
-    a.seed = es->seed;
-    if (es->use_suite && core_suite_preset(es->suite, eps, es->seed, &suite, w->err))
-        return -1;
-    int survived = 0;
-    for (int off = 0; off < r->n; off += r->batch) {
-        int k = r->n - off < r->batch ? r->n - off : r->batch;
-        const float *x = r->x + dim * (size_t)off;
-        int rc = es->use_suite
-                     ? core_suite_run(&suite, r->m, r->ws, x, r->y + off, k, stream + (uint64_t)off,
-                                      r->robust + off, NULL, w->err)
-                     : core_attack_run(&a, r->m, r->ws, x, r->y + off, NULL, k,
-                                       stream + (uint64_t)off, r->x_adv, r->robust + off, w->err);
-        if (rc)
-            return -1;
-        if (which == 0 && r->adv_logits) /* kept for the calibration report */
-            memcpy(r->adv_logits + (size_t)r->m->nclass * off,
-                   core_model_forward(r->m, r->x_adv, k), sizeof(float) * r->m->nclass * k);
-        if (should_stop(w))
-            return core_errf(w->err, "stopped before the evaluation finished");
-        eval_progress(w, attack_share(es) * (which + (double)(off + k) / r->n) / es->neps, 0);
-    }
-    for (int i = 0; i < r->n; i++)
-        survived += r->robust[i] != 0;
-    *acc = r->n ? (double)survived / r->n : 0.0;
+    if (should_stop(w))
+        return 1;
+    eval_progress(w, attack_share(es) * (e + (double)done / total) / es->neps, 0);
     return 0;
 }
 
@@ -549,24 +605,87 @@ static void add_point(const adv_eval_spec *es, float eps, int n, double acc, cor
     p->robust_acc = acc;
 }
 
-static void send_eval_row(worker *w, eval_run *r, int i, double clean, double acc,
-                          const json_t *warnings)
+/* Examples the indicators of attack failure look at, per eps: a sample
+ * (they cost about two runs of the attack on it). */
+#define INDICATOR_SAMPLE 64
+
+/* The indicators of each gradient attack at eps i: their warnings into
+ * warn, their counts appended to points (the "indicators" report). */
+static int indicators_at(worker *w, eval_run *r, int i, core_warnings *warn, json_t *points)
+{
+    core_indicators ind[CORE_SUITE_MAX];
+    core_attack_kind kinds[CORE_SUITE_MAX];
+    int n = r->n < INDICATOR_SAMPLE ? r->n : INDICATOR_SAMPLE;
+    int k = core_eval_indicators(&r->cfg, r->m, r->ws, r->x, r->y, n, i, ind, kinds, w->err);
+    for (int j = 0; j < k; j++) {
+        const core_indicators *d = &ind[j];
+        const char *name = core_attack_kind_name(kinds[j]);
+        core_indicators_warn(d, name, r->cfg.eps[i], warn);
+        json_array_append_new(
+            points, json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:i}", "attack",
+                              name, "eps", adv_float_json(r->cfg.eps[i]), "n", d->n, "correct",
+                              d->correct, "traced", d->traced, "silent", d->silent, "failed",
+                              d->failed, "incomplete", d->incomplete, "zero_grad", d->zero_grad,
+                              "unstable", core_indicators_unstable(d), "unconstrained",
+                              d->unconstrained));
+    }
+    return k < 0 ? -1 : 0;
+}
+
+/* The attack's point at each eps, the sanity probes' beside it and the
+ * indicators of attack failure; the checks' warnings as a JSON array of
+ * strings, the indicators' counts into *report (kind "indicators"). */
+static json_t *eval_warnings(worker *w, eval_run *r, json_t **report)
 {
     const adv_eval_spec *es = &w->spec->eval;
-    json_t *spec = json_deep_copy(json_object_get(w->job, "spec"));
+    core_eval_point pts[ADV_EPS_MAX * (1 + CORE_SANITY_PROBES)];
+    core_warnings warn = {0};
+    json_t *points = json_array();
+    int np = 0;
+    *report = NULL;
+    for (int i = 0; i < es->neps; i++) {
+        add_point(es, es->eps[i], r->n, core_eval_robust_acc(&r->out, i), &pts[np++]);
+        int steps = !es->use_suite && es->attack.kind == CORE_ATTACK_PGD ? es->attack.steps : 10;
+        if (es->sanity && es->attack.norm == CORE_NORM_LINF) {
+            int k = core_sanity_probe(r->m, r->ws, &r->te, r->idx, r->n, r->batch, es->eps[i],
+                                      steps, es->seed, pts + np, w->err);
+            if (k < 0 || indicators_at(w, r, i, &warn, points))
+                return json_decref(points), NULL;
+            np += k;
+        }
+    }
+    if (es->sanity)
+        core_sanity_check(pts, np, r->m->nclass, &warn);
+    if (json_array_size(points))
+        *report = json_pack("{s:o}", "points", points);
+    else
+        json_decref(points);
+    json_t *warnings = json_array();
+    for (int i = 0; i < warn.count; i++)
+        json_array_append_new(warnings, json_string(warn.text[i]));
+    return warnings;
+}
+
+static void send_eval_row(worker *w, eval_run *r, int i, const json_t *warnings)
+{
+    const adv_eval_spec *es = &w->spec->eval;
+    json_t *spec = json_deep_copy(w->job->spec);
     json_t *eps = json_array_get(json_object_get(spec, "eps"), (size_t)i);
     if (eps)
         json_object_set(spec, "eps", eps);
     else
         json_object_set_new(spec, "eps", json_real(es->eps[i]));
-    char *surv = adv_base64_encode(r->robust, (size_t)r->n, NULL);
-    send_msg(w, json_pack("{s:s, s:o, s:f, s:i, s:f, s:f, s:s?, s:O}", "type", "eval", "spec",
-                          spec, "eps", adv_float_json(es->eps[i]), "n", r->n, "clean_acc", clean,
-                          "robust_acc", acc, "survival", surv, "warnings", warnings));
-    free(surv);
+    adv_wmsg m = {.type = ADV_W_EVAL,
+                  .u.eval = {.spec = spec, .warnings = (json_t *)warnings,
+                             .eps = adv_float_json(es->eps[i]), .n = r->n,
+                             .clean_acc = core_eval_clean_acc(&r->out),
+                             .robust_acc = core_eval_robust_acc(&r->out, i),
+                             .survival = core_eval_survival(&r->out, i)}};
+    send_msg(w, &m);
+    json_decref(spec);
 }
 
-static void extras_send(void *ctx, json_t *msg)
+static void extras_send(void *ctx, const adv_wmsg *msg)
 {
     send_msg(ctx, msg);
 }
@@ -577,12 +696,12 @@ static int extras_stop(void *ctx)
 }
 
 /* Calibration, corruptions, explanations and pictures, as asked. */
-static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent, double clean_acc)
+static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
     const advd_extras x = {.m = r->m, .ws = r->ws, .te = &r->te, .x = r->x, .y = r->y, .n = r->n,
-                           .batch = r->batch, .clean_acc = clean_acc,
-                           .adv_logits = r->adv_logits, .es = es,
+                           .batch = r->batch, .clean_acc = core_eval_clean_acc(&r->out),
+                           .adv_logits = r->out.adv_logits, .es = es,
                            .parent = parent, .send = extras_send,
                            .stop = extras_stop, .ctx = w, .err = w->err};
     int (*const steps[4])(const advd_extras *) = {
@@ -601,60 +720,44 @@ static int run_eval(worker *w, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
     eval_run r = {0};
-    core_eval_result clean;
-    core_eval_point pts[ADV_EPS_MAX * (1 + CORE_SANITY_PROBES)];
-    double acc[ADV_EPS_MAX];
-    uint8_t *surv[ADV_EPS_MAX] = {0};
-    int np = 0, rc = -1;
+    core_eval_hooks hooks = {.on_batch = on_eval_batch, .ctx = w};
+    json_t *warnings = NULL, *indicators = NULL;
+    int rc = -1;
     setup_begin(w);
-    int failed = eval_setup(w, parent, &r);
+    int failed = eval_setup(w, parent, &r) || fault_point(w, "eval");
     setup_end();
-    if (failed ||
-        core_evaluate(r.m, r.ws, &r.te, r.idx, r.n, r.batch, NULL, 0, &clean, w->err))
+    if (failed)
         goto out;
-    for (int i = 0; i < es->neps; i++) {
-        if (eval_eps(w, &r, es->eps[i], i, &acc[i]) || !(surv[i] = malloc((size_t)r.n + 1)))
-            goto out;
-        memcpy(surv[i], r.robust, (size_t)r.n);
-        add_point(es, es->eps[i], r.n, acc[i], &pts[np++]);
-        int steps = !es->use_suite && es->attack.kind == CORE_ATTACK_PGD ? es->attack.steps : 10;
-        if (es->sanity && es->attack.norm == CORE_NORM_LINF) {
-            int k = core_sanity_probe(r.m, r.ws, &r.te, r.idx, r.n, r.batch, es->eps[i], steps,
-                                      es->seed, pts + np, w->err);
-            if (k < 0)
-                goto out;
-            np += k;
-        }
-        eval_progress(w, attack_share(es) * (i + 1) / es->neps, 1);
-    }
-    core_warnings warn = {0};
-    if (es->sanity)
-        core_sanity_check(pts, np, r.m->nclass, &warn);
-    json_t *warnings = json_array();
-    for (int i = 0; i < warn.count; i++)
-        json_array_append_new(warnings, json_string(warn.text[i]));
-    for (int i = 0; i < es->neps; i++) {
-        memcpy(r.robust, surv[i], (size_t)r.n);
-        send_eval_row(w, &r, i, clean.clean_acc, acc[i], warnings);
-    }
-    json_decref(warnings);
-    if (run_extras(w, &r, parent, clean.clean_acc))
+    int r_eval = core_eval_range(&r.cfg, r.m, r.ws, r.x, r.y, 0, r.n, &hooks, &r.out, w->err);
+    if (r_eval == 1)
+        core_errf(w->err, "stopped before the evaluation finished");
+    if (r_eval || !(warnings = eval_warnings(w, &r, &indicators)))
         goto out;
-    send_msg(w, json_pack("{s:s, s:s}", "type", "done", "status", "succeeded"));
+    eval_progress(w, attack_share(es), 1);
+    for (int i = 0; i < es->neps; i++)
+        send_eval_row(w, &r, i, warnings);
+    if (indicators)
+        send_msg(w, &(adv_wmsg){.type = ADV_W_REPORT,
+                                .u.report = {.kind = "indicators", .data = indicators}});
+    if (run_extras(w, &r, parent))
+        goto out;
+    send_done(w, 1);
     rc = 0;
 out:
-    for (int i = 0; i < ADV_EPS_MAX; i++)
-        free(surv[i]);
+    json_decref(warnings);
+    json_decref(indicators);
     eval_free(&r);
     return rc;
 }
 
 /* --------------------------------------------------------------- entry */
 
-static int parse_spec(worker *w, const char *key, adv_jobspec *out)
+static int parse_spec(worker *w, const json_t *spec, const char *key, adv_jobspec *out)
 {
     adv_error e;
-    if (adv_jobspec_parse(json_object_get(w->job, key), out, &e))
+    if (!spec)
+        return core_errf(w->err, "no '%s' from the daemon", key);
+    if (adv_jobspec_parse(spec, out, &e))
         return core_errf(w->err, "invalid '%s' from the daemon: %s", key, e.msg);
     return 0;
 }
@@ -667,14 +770,12 @@ static int run_job(worker *w)
         core_errf(w->err, "out of memory");
         goto out;
     }
-    if (parse_spec(w, "spec", w->spec))
+    if (parse_spec(w, w->job->spec, "spec", w->spec))
         goto out;
-    w->final_eval_limit = (int)json_integer_value(json_object_get(w->job, "final_eval_limit"));
-    int threads = (int)json_integer_value(json_object_get(w->job, "threads"));
-    core_set_threads(w->spec->threads > 0 ? w->spec->threads : threads);
+    core_set_threads(w->spec->threads > 0 ? w->spec->threads : w->job->threads);
     if (w->spec->kind == ADV_JOB_TRAIN)
         rc = run_train(w);
-    else if (parse_spec(w, "parent_spec", parent) == 0)
+    else if (parse_spec(w, w->job->parent_spec, "parent_spec", parent) == 0)
         rc = run_eval(w, parent);
 out:
     free(parent);
@@ -699,14 +800,20 @@ int advd_worker_main(void)
         fprintf(stderr, "advd worker: cannot set up the pipes: %s\n", strerror(errno));
         return 1;
     }
-    adv_linebuf_init(&w.in, ADVD_WORKER_LINE_MAX);
-    read_control(&w, 1);
-    if (!w.job) {
-        fprintf(stderr, "advd worker: no job on stdin\n");
+    adv_wmsg stopped = {.type = ADV_W_DONE};
+    if (!(done_stopped = adv_wmsg_encode(&stopped, &done_stopped_len))) {
+        fprintf(stderr, "advd worker: out of memory\n");
         return 1;
     }
-    int rc = run_job(&w) ? fail(&w) : 0;
-    json_decref(w.job);
+    adv_linebuf_init(&w.in, ADV_WORKER_LINE_MAX);
+    read_control(&w, 1);
+    int rc;
+    if (!w.job)
+        rc = w.err[0] ? fail(&w) : (fprintf(stderr, "advd worker: no job on stdin\n"), 1);
+    else
+        rc = run_job(&w) ? fail(&w) : 0;
+    adv_wmsg_clear(&w.first);
     adv_linebuf_free(&w.in);
+    free(done_stopped);
     return rc;
 }

@@ -2,8 +2,9 @@
  * jobspec.c - job specs: complete validation before anything is queued, and
  * the canonical JSON the store keeps. The daemon and the client share it.
  *
- * Format: a JSON object with "kind": "train" or "eval" and the keys of the
- * tables below (train_fields, eval_fields); every key is optional unless
+ * Format: a JSON object with "kind": "train", "eval" or "import" and the
+ * keys of the tables below (train_fields, eval_fields, import_fields: a
+ * model trained elsewhere names its data set and model spec only); every key is optional unless
  * marked required, and missing keys take core_train_defaults() /
  * core_attack_defaults() values. The canonical form lists every key of the
  * table in table order with its value, so it reads the same spec back.
@@ -189,6 +190,12 @@ static const field train_fields[] = {
     {"augmix_js", F_FLOAT, OFF(train.cfg.augment.augmix_js), 0, 1000, 0, NULL},
 };
 
+static const field import_fields[] = {
+    COMMON_FIELDS,
+    {"dataset", F_STR, OFF(train.dataset), 1, ADV_DATASET_MAX - 1, 0, NULL},
+    {"model", F_STR, OFF(train.model), 1, CORE_SPEC_LEN - 17, FL_REQUIRED, NULL},
+};
+
 static const field eval_fields[] = {
     COMMON_FIELDS,
     {"job", F_I64, OFF(eval.job), 1, I64_MAX, FL_REQUIRED, NULL},
@@ -238,8 +245,10 @@ static const field eval_fields[] = {
 
 static const field *table_of(adv_job_kind k, int *n)
 {
-    *n = k == ADV_JOB_TRAIN ? NFIELDS(train_fields) : NFIELDS(eval_fields);
-    return k == ADV_JOB_TRAIN ? train_fields : eval_fields;
+    *n = k == ADV_JOB_TRAIN ? NFIELDS(train_fields)
+         : k == ADV_JOB_EVAL ? NFIELDS(eval_fields)
+                             : NFIELDS(import_fields);
+    return k == ADV_JOB_TRAIN ? train_fields : k == ADV_JOB_EVAL ? eval_fields : import_fields;
 }
 
 static const field *find(const field *t, int n, const char *name)
@@ -621,8 +630,10 @@ static int check_eval(adv_eval_spec *ev, const json_t *obj, adv_error *e)
     unsigned methods;
     if (core_explain_methods_parse(ev->explain_methods, &methods, err))
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'explain_methods': %s", err);
-    if (!ev->use_suite && ev->attack.kind == CORE_ATTACK_SQUARE && ev->attack.norm != CORE_NORM_LINF)
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'norm': 'square' supports only 'linf'");
+    if (!ev->use_suite && (ev->attack.kind == CORE_ATTACK_SQUARE || ev->attack.kind == CORE_ATTACK_FAB_T) &&
+        ev->attack.norm != CORE_NORM_LINF)
+        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'norm': '%s' supports only 'linf'",
+                          core_attack_kind_name(ev->attack.kind));
     return 0;
 }
 
@@ -634,9 +645,10 @@ static int parse_kind(const json_t *spec, adv_jobspec *s, adv_error *e)
         return bad(e, "spec", "a job spec object", spec);
     const json_t *k = json_object_get(spec, "kind");
     if (!k)
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "missing 'kind' (expected train or eval)");
+        return adv_errorf(e, ADV_E_INVALID_ARGUMENT,
+                          "missing 'kind' (expected train, eval or import)");
     if (!json_is_string(k) || adv_job_kind_parse(json_string_value(k), &s->kind))
-        return bad(e, "kind", "train or eval", k);
+        return bad(e, "kind", "train, eval or import", k);
     return 0;
 }
 
@@ -649,9 +661,9 @@ static int check_keys(const json_t *spec, const field *t, int n, adv_job_kind ki
     json_t *v;
     json_object_foreach((json_t *)spec, key, v) {
         if (strcmp(key, "kind") != 0 && !find(t, n, key))
-            return adv_proto_unknown_key(e, key,
-                                         kind == ADV_JOB_TRAIN ? " in a train spec"
-                                                               : " in an eval spec",
+            return adv_proto_unknown_key(e, key, kind == ADV_JOB_TRAIN  ? " in a train spec"
+                                                 : kind == ADV_JOB_EVAL ? " in an eval spec"
+                                                                        : " in an import spec",
                                          names, n);
     }
     return 0;
@@ -677,7 +689,7 @@ static void defaults(adv_jobspec *s)
     adv_job_kind kind = s->kind;
     memset(s, 0, sizeof *s);
     s->kind = kind;
-    if (kind == ADV_JOB_TRAIN) {
+    if (kind != ADV_JOB_EVAL) {
         adv_train_spec *t = &s->train;
         snprintf(t->dataset, sizeof t->dataset, "fashion-mnist");
         snprintf(t->model, sizeof t->model, "cnn-small");
@@ -735,12 +747,16 @@ int adv_jobspec_parse(const json_t *spec, adv_jobspec *s, adv_error *e)
         const json_t *v = json_object_get(spec, t[i].name);
         if (!v && (t[i].flags & FL_REQUIRED))
             return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "missing '%s' in %s spec", t[i].name,
-                              s->kind == ADV_JOB_TRAIN ? "a train" : "an eval");
+                              s->kind == ADV_JOB_TRAIN  ? "a train"
+                              : s->kind == ADV_JOB_EVAL ? "an eval"
+                                                        : "an import");
         if (v && parse_field(&t[i], v, s, e))
             return -1;
     }
     if (s->kind == ADV_JOB_TRAIN)
         return check_train(&s->train, e);
+    if (s->kind == ADV_JOB_IMPORT)
+        return check_dataset(&s->train, e) || check_model(&s->train, e) ? -1 : 0;
     s->eval.use_suite = s->eval.suite[0] != '\0';
     if (s->eval.use_suite && json_object_get(spec, "attack"))
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "'attack' and 'suite' cannot be used together");

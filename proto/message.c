@@ -11,7 +11,8 @@
 
 /* ------------------------------------------------------------- names */
 
-static const char *const kind_names[] = {"train", "eval"};
+static const char *const kind_names[] = {"train", "eval", "import"};
+#define NKINDS 3
 static const char *const state_names[ADV_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled",
 };
@@ -23,12 +24,12 @@ static const char *const cmd_names[ADV_NCMDS] = {
 
 const char *adv_job_kind_name(adv_job_kind k)
 {
-    return (unsigned)k < 2 ? kind_names[k] : "unknown";
+    return (unsigned)k < NKINDS ? kind_names[k] : "unknown";
 }
 
 int adv_job_kind_parse(const char *s, adv_job_kind *out)
 {
-    int i = core_name_index(s, kind_names, 2);
+    int i = core_name_index(s, kind_names, NKINDS);
     if (i >= 0)
         *out = (adv_job_kind)i;
     return i >= 0 ? 0 : -1;
@@ -124,7 +125,8 @@ int adv_proto_greeting_check(const json_t *obj, char *version, size_t vlen, adv_
 
 /* ------------------------------------------------------------ requests */
 
-typedef enum { A_JOB, A_INT, A_STR, A_OBJ, A_CKPT, A_STATE, A_KIND, A_BOOL, A_FORMAT } arg_type;
+typedef enum { A_JOB, A_INT, A_STR, A_OBJ, A_CKPT, A_STATE, A_KIND, A_BOOL, A_FORMAT,
+               A_DATA } arg_type;
 
 typedef struct {
     const char *name;
@@ -148,6 +150,12 @@ static const arg_def cmd_args[ADV_NCMDS][MAX_ARGS] = {
     [ADV_CMD_WATCH] = {{"job", A_JOB, 1}},
     [ADV_CMD_IMAGES] = {{"job", A_JOB, 1}, {"name", A_STR, 0}, {"offset", A_INT, 0},
                         {"length", A_INT, 0}},
+    [ADV_CMD_IMPORT] = {{"spec", A_OBJ, 0}, {"size", A_INT, 0}, {"upload", A_INT, 0},
+                        {"offset", A_INT, 0}, {"data", A_DATA, 1}},
+    [ADV_CMD_PREDICT] = {{"job", A_JOB, 1}, {"checkpoint", A_CKPT, 0}, {"monitor", A_BOOL, 0},
+                         {"n", A_INT, 1}, {"pixels", A_DATA, 1}},
+    [ADV_CMD_MONITOR] = {{"job", A_JOB, 1}, {"checkpoint", A_CKPT, 0}, {"window", A_INT, 0},
+                         {"since", A_INT, 0}},
 };
 
 static int arg_bad(adv_error *e, const char *name, const char *want, const json_t *v)
@@ -181,13 +189,15 @@ static int check_arg(const arg_def *a, const json_t *v, adv_error *e)
                    ? 0
                    : arg_bad(e, a->name, "queued, running, succeeded, failed or cancelled", v);
     case A_KIND:
-        return s && adv_job_kind_parse(s, &k) == 0 ? 0 : arg_bad(e, a->name, "train or eval", v);
+        return s && adv_job_kind_parse(s, &k) == 0 ? 0 : arg_bad(e, a->name, "train, eval or import", v);
     case A_BOOL:
         return json_is_boolean(v) ? 0 : arg_bad(e, a->name, "true or false", v);
     case A_FORMAT:
         return s && (!strcmp(s, "state") || !strcmp(s, "safetensors"))
                    ? 0
                    : arg_bad(e, a->name, "'state' or 'safetensors'", v);
+    case A_DATA: /* base64 of a piece; its length is bounded by the line */
+        return s ? 0 : arg_bad(e, a->name, "a base64 string", v);
     }
     return adv_errorf(e, ADV_E_INTERNAL, "unknown argument type for '%s'", a->name);
 }

@@ -86,7 +86,8 @@ void adv_proto_show(const json_t *v, char *out, size_t len);
 
 /* ------------------------------------------------------------- names */
 
-typedef enum { ADV_JOB_TRAIN, ADV_JOB_EVAL } adv_job_kind;
+/* import: a model trained elsewhere (advctl import), one checkpoint, never run. */
+typedef enum { ADV_JOB_TRAIN, ADV_JOB_EVAL, ADV_JOB_IMPORT } adv_job_kind;
 typedef enum {
     ADV_STATE_QUEUED,
     ADV_STATE_RUNNING,
@@ -101,7 +102,8 @@ typedef enum {
 #define ADV_COMMANDS(X)                                                                      \
     X(SUBMIT, submit) X(LIST, list) X(STATUS, status) X(CANCEL, cancel) X(METRICS, metrics)   \
     X(RESULTS, results) X(CHECKPOINTS, checkpoints) X(EXPORT, export) X(WATCH, watch)         \
-    X(PING, ping) X(VERSION, version) X(IMAGES, images) X(INFO, info)
+    X(PING, ping) X(VERSION, version) X(IMAGES, images) X(INFO, info) X(IMPORT, import)     \
+    X(PREDICT, predict) X(MONITOR, monitor)
 
 typedef enum {
 #define ADV_CMD_ENUM(e, name) ADV_CMD_##e,
@@ -110,7 +112,7 @@ typedef enum {
     ADV_NCMDS
 } adv_cmd;
 
-const char *adv_job_kind_name(adv_job_kind k);     /* "train", "eval" */
+const char *adv_job_kind_name(adv_job_kind k);     /* "train", "eval", "import" */
 int adv_job_kind_parse(const char *s, adv_job_kind *out);
 const char *adv_job_state_name(adv_job_state s);   /* "queued", ... */
 int adv_job_state_parse(const char *s, adv_job_state *out);
@@ -306,7 +308,8 @@ typedef struct {
     char name[ADV_NAME_MAX + 1];
     int priority;                   /* higher runs first */
     int threads;                    /* 0: the daemon's default */
-    adv_train_spec train;           /* kind == ADV_JOB_TRAIN */
+    adv_train_spec train;           /* kind == ADV_JOB_TRAIN, and ADV_JOB_IMPORT's
+                                       dataset and model (the rest: defaults) */
     adv_eval_spec eval;             /* kind == ADV_JOB_EVAL */
 } adv_jobspec;
 
@@ -334,6 +337,45 @@ typedef struct {
  * stolen); the file goes on with the parameter buffer's bytes as they are.
  * -1 when out of memory. */
 int adv_safetensors_head(const core_model *m, json_t *metadata, uint8_t **out, size_t *len);
+/* The bytes after the parameters: m's buffers (core_model_buffers) as F32,
+ * in the head's order (*len 0 when it has none). -1 when out of memory. */
+int adv_safetensors_tail(const core_model *m, uint8_t **out, size_t *len);
+
+/* A safetensors file read from anywhere (safetensors.c lists the limits). */
+#define ADV_ST_HEADER_MAX (16 << 20)
+#define ADV_ST_TENSORS_MAX 4096
+#define ADV_ST_NAME_MAX 127
+#define ADV_ST_NDIM_MAX 8
+typedef enum { ADV_ST_F32, ADV_ST_F16, ADV_ST_BF16 } adv_st_dtype;
+typedef struct {
+    char name[ADV_ST_NAME_MAX + 1];
+    adv_st_dtype dtype;
+    int ndim;
+    int64_t dims[ADV_ST_NDIM_MAX];
+    size_t begin, end;       /* bytes of the data section */
+} adv_st_tensor;
+typedef struct {
+    int n;
+    adv_st_tensor *t;        /* sorted by offset */
+    const uint8_t *data;     /* the data section, inside the parsed buffer */
+} adv_st_file;
+
+/* Parse and check buf (len bytes, kept alive while *out is used): 0, or -1
+ * with invalid_argument (too_large past a size limit) naming what is wrong. */
+int adv_safetensors_parse(const uint8_t *buf, size_t len, adv_st_file *out, adv_error *e);
+void adv_st_file_free(adv_st_file *f);
+const char *adv_st_dtype_name(adv_st_dtype d);   /* "F32", "F16", "BF16" */
+int adv_st_dtype_size(adv_st_dtype d);
+/* A tensor's values as floats (out: one per element), exactly. */
+void adv_st_tensor_floats(const adv_st_file *f, const adv_st_tensor *t, float *out);
+
+/* A model of spec for inputs in and nclass classes with the weights of a
+ * safetensors file (import.c): every parameter and buffer by its PyTorch
+ * name and shape; buffers must equal the spec's constants; values must be
+ * finite. A missing, extra or mis-shaped tensor is an error listing them
+ * with their expected and found shapes. */
+int adv_safetensors_model(const uint8_t *buf, size_t len, const char *spec, core_shape in,
+                          int nclass, core_model **out, adv_error *e);
 
 /* The largest piece of a checkpoint or picture in one answer (export,
  * images): its base64 stays well inside ADV_PROTO_MAX_LINE. */

@@ -11,6 +11,8 @@
 #                                report tidy and chromium: advctl report's test
 #                                       checks its HTML and renders it (make
 #                                       check, make check-browser)
+#                                fuzz   clang, its libFuzzer and OpenMP runtimes
+#                                       (make fuzz)
 #
 # Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
 # when everything is there. As root it runs apt-get; otherwise it prints the
@@ -51,6 +53,11 @@ for set in "$@"; do
     report)
         need_cmd tidy tidy
         need_cmd chromium chromium ;;
+    fuzz)
+        need_cmd clang clang
+        need_file "$(echo /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a)" \
+            libclang-rt-14-dev
+        need_file /usr/lib/llvm-14/lib/libomp.so libomp-14-dev ;;
     deb)
         need_cmd dpkg-buildpackage dpkg-dev
         need_cmd dh debhelper

@@ -435,6 +435,78 @@ START_TEST(test_train_flow)
 }
 END_TEST
 
+/* ----------------------------------------------------------- import */
+
+/* The first evaluation row of job ids (results --json) into *row. */
+static json_t *first_eval(const char *ids)
+{
+    EXPECT(0, "results", ids, "--json");
+    json_t *v = out_json();
+    json_t *row = json_incref(json_array_get(json_object_get(v, "results"), 0));
+    ck_assert_ptr_nonnull(row);
+    json_decref(v);
+    return row;
+}
+
+/* export -> import: the same weights bit for bit, the same evaluation to
+ * the last example; and a file that does not fit is refused, naming why. */
+START_TEST(test_import_round_trip)
+{
+    start_daemon();
+    const char *spec = "norm(0.286;0.353) " TINY_MODEL;
+    char file[400], back[400], ids[32], iids[32], eval_a[32], eval_b[32];
+    snprintf(file, sizeof file, "%s/m.safetensors", D.dir);
+    snprintf(back, sizeof back, "%s/back.safetensors", D.dir);
+    EXPECT(0, "submit", "--name", "normed", "--model", spec, "--epochs", "1", "--train-limit",
+           "256", "--val-size", "64", "--val-robust-size", "32", "--steps", "2", "--seed", "3",
+           "--wait");
+    snprintf(ids, sizeof ids, "%lld", (long long)out_id());
+    EXPECT(0, "export", ids, "-o", file);
+    EXPECT(0, "import", file, "--model", spec, "--name", "again");
+    HAS(R.out, "imported 6 tensors (F32");
+    snprintf(iids, sizeof iids, "%lld", (long long)out_id());
+    EXPECT(0, "ls", "--json", "--kind", "import");
+    json_t *v = out_json();
+    ck_assert_int_eq(json_array_size(json_object_get(v, "jobs")), 1);
+    json_decref(v);
+    /* Its export: the same data section (the metadata differs). */
+    EXPECT(0, "export", iids, "-o", back);
+    char *a = read_text(file), *b = read_text(back);
+    struct stat sa, sb;
+    ck_assert(stat(file, &sa) == 0 && stat(back, &sb) == 0);
+    size_t weights = 4 * (4 * 9 + 4 + 10 * 4 * 14 * 14 + 10 + 2);
+    ck_assert(memcmp(a + sa.st_size - weights, b + sb.st_size - weights, weights) == 0);
+    free(a);
+    free(b);
+    /* The same evaluation of both. */
+    const char *ev[] = {ids, iids};
+    char *out[] = {eval_a, eval_b};
+    for (int i = 0; i < 2; i++) {
+        EXPECT(0, "eval", ev[i], "--attack", "pgd", "--steps", "3", "--limit", "64", "--seed",
+               "5", "--no-calibration", "--wait");
+        snprintf(out[i], 32, "%lld", (long long)out_id());
+    }
+    json_t *ra = first_eval(eval_a), *rb = first_eval(eval_b);
+    static const char *const keys[] = {"clean_acc", "robust_acc", "survival", "n"};
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(json_equal(json_object_get(ra, keys[i]), json_object_get(rb, keys[i])),
+                      "'%s' differs", keys[i]);
+    json_decref(ra);
+    json_decref(rb);
+    /* Another layout: refused before anything is stored. */
+    EXPECT(2, "import", file);
+    EXPECT(2, "import", file, "--model", TINY_MODEL);
+    HAS(R.err, "extra '0.mean' (1)");
+    HAS(R.err, "missing '0.weight' (4x1x3x3)");
+    /* A file cut short: its last tensor ends past the data, and the
+     * daemon goes on. */
+    ck_assert(truncate(file, sa.st_size - 4) == 0);
+    EXPECT(2, "import", file, "--model", spec);
+    HAS(R.err, "invalid safetensors tensor '0.std': data_offsets must be [begin, end] inside");
+    EXPECT(0, "ping");
+}
+END_TEST
+
 /* ------------------------------------------ beyond adversarial accuracy */
 
 typedef struct {
@@ -667,6 +739,12 @@ static Suite *advctl_suite(void)
     tcase_add_test(tc, test_default_submit);
     tcase_add_test(tc, test_beyond_accuracy);
     suite_add_tcase(s, tc);
+    /* Its own case, so that CK_RUN_CASE=import runs it alone. */
+    TCase *import = tcase_create("import");
+    tcase_set_timeout(import, 300);
+    tcase_add_checked_fixture(import, ctl_setup, teardown);
+    tcase_add_test(import, test_import_round_trip);
+    suite_add_tcase(s, import);
     return s;
 }
 

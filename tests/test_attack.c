@@ -148,9 +148,10 @@ static void check_bounds(const core_attack_cfg *cfg, const char *what)
 
 START_TEST(test_bounds)
 {
-    static const core_attack_kind kinds[] = {CORE_ATTACK_FGSM, CORE_ATTACK_PGD,
+    static const core_attack_kind kinds[] = {CORE_ATTACK_FGSM,   CORE_ATTACK_PGD,
                                              CORE_ATTACK_APGD_CE, CORE_ATTACK_APGD_T,
-                                             CORE_ATTACK_SQUARE, CORE_ATTACK_NOISE};
+                                             CORE_ATTACK_SQUARE, CORE_ATTACK_NOISE,
+                                             CORE_ATTACK_FAB_T};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         core_attack_cfg c = cfg_of(kinds[k], 0.1f);
         c.steps = kinds[k] == CORE_ATTACK_FGSM ? 1 : 20;
@@ -225,17 +226,19 @@ END_TEST
 
 START_TEST(test_eps_extremes)
 {
-    static const core_attack_kind kinds[] = {CORE_ATTACK_FGSM, CORE_ATTACK_PGD,
+    static const core_attack_kind kinds[] = {CORE_ATTACK_FGSM,   CORE_ATTACK_PGD,
                                              CORE_ATTACK_APGD_CE, CORE_ATTACK_APGD_T,
-                                             CORE_ATTACK_SQUARE, CORE_ATTACK_NOISE};
+                                             CORE_ATTACK_SQUARE, CORE_ATTACK_NOISE,
+                                             CORE_ATTACK_FAB_T};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         core_attack_cfg c = cfg_of(kinds[k], 0.0f);
         c.queries = 100;
         ck_assert_double_eq_tol(attack_acc(&c, NULL), clean_acc, 1e-9);
         ck_assert(memcmp(xadv, xtest, sizeof(float) * N * DIM) == 0);
     }
-    core_attack_kind strong[] = {CORE_ATTACK_PGD, CORE_ATTACK_APGD_CE, CORE_ATTACK_SQUARE};
-    for (size_t k = 0; k < 3; k++) {
+    core_attack_kind strong[] = {CORE_ATTACK_PGD, CORE_ATTACK_APGD_CE, CORE_ATTACK_SQUARE,
+                                 CORE_ATTACK_FAB_T};
+    for (size_t k = 0; k < sizeof strong / sizeof strong[0]; k++) {
         core_attack_cfg c = cfg_of(strong[k], 0.5f);
         double acc = attack_acc(&c, NULL);
         fprintf(stderr, "eps 0.5 %s: %.2f\n", core_attack_kind_name(strong[k]), acc);
@@ -250,7 +253,7 @@ START_TEST(test_suite)
     float eps = 0.12f;
     core_suite s;
     ck_assert_msg(core_suite_preset("strong", eps, 3, &s, err) == 0, "%s", err);
-    ck_assert_int_eq(s.count, 5);
+    ck_assert_int_eq(s.count, 6);
     for (int j = 0; j < s.count; j++) {
         s.attacks[j].steps = s.attacks[j].steps > 20 ? 20 : s.attacks[j].steps;
         s.attacks[j].queries = 500;
@@ -267,7 +270,7 @@ START_TEST(test_suite)
         all[i] = 1;
     for (int j = 0; j < s.count; j++) {
         core_attack_cfg c = s.attacks[j];
-        if (c.kind == CORE_ATTACK_APGD_T)
+        if (c.kind == CORE_ATTACK_APGD_T || c.kind == CORE_ATTACK_FAB_T)
             c.n_targets = NC - 1;
         uint8_t rob[N];
         double a = attack_acc(&c, rob);
@@ -287,10 +290,17 @@ START_TEST(test_suite)
     ck_assert(suite <= worst);
     ck_assert(suite <= (double)and_ok / N);
 
+    /* AutoAttack's standard version and its constants. */
     ck_assert_int_eq(core_suite_preset("autoattack", eps, 3, &s, err), 0);
-    ck_assert_int_eq(s.count, 3);
-    ck_assert_int_eq(s.attacks[2].kind, CORE_ATTACK_SQUARE);
-    ck_assert_int_eq(s.attacks[2].queries, 5000);
+    ck_assert_int_eq(s.count, 4);
+    static const core_attack_kind standard[] = {CORE_ATTACK_APGD_CE, CORE_ATTACK_APGD_T,
+                                                CORE_ATTACK_FAB_T, CORE_ATTACK_SQUARE};
+    for (int j = 0; j < 4; j++)
+        ck_assert_int_eq(s.attacks[j].kind, standard[j]);
+    ck_assert_int_eq(s.attacks[2].steps, 100);
+    ck_assert_int_eq(s.attacks[2].restarts, 1);
+    ck_assert_int_eq(s.attacks[2].n_targets, 9);
+    ck_assert_int_eq(s.attacks[3].queries, 5000);
     ck_assert_int_eq(core_suite_preset("pgd", eps, 3, &s, err), 0);
     ck_assert_int_eq(s.attacks[0].steps, 20);
     ck_assert_int_eq(core_suite_preset("nope", eps, 3, &s, err), -1);
@@ -303,7 +313,7 @@ START_TEST(test_autoattack_suite)
     char err[CORE_ERRLEN];
     core_suite s;
     ck_assert_int_eq(core_suite_preset("autoattack", 0.12f, 3, &s, err), 0);
-    s.attacks[2].queries = 1000;
+    s.attacks[3].queries = 1000;
     uint8_t robust[N];
     ck_assert_msg(core_suite_run(&s, model, ws, xtest, ytest, N, 5, robust, NULL, err) == 0, "%s",
                   err);
@@ -469,8 +479,15 @@ START_TEST(test_bad_configs)
     ck_assert_int_eq(core_attack_kind_parse("apgd-t", &k, err), 0);
     ck_assert_int_eq(k, CORE_ATTACK_APGD_T);
     ck_assert_int_eq(core_attack_kind_parse("fab", &k, err), -1);
-    ck_assert_str_eq(err, "unknown attack 'fab' (known: fgsm, pgd, apgd-ce, apgd-t, square, noise)");
-    for (int kk = 0; kk <= CORE_ATTACK_NOISE; kk++) {
+    ck_assert_str_eq(err, "unknown attack 'fab' (known: fgsm, pgd, apgd-ce, apgd-t, square, "
+                          "noise, fab-t)");
+    b = cfg_of(CORE_ATTACK_FAB_T, 0.1f), b.n_targets = NC;
+    ck_assert(core_attack_run(&b, model, ws, xtest, ytest, NULL, N, 5, xadv, NULL, err) == -1);
+    ck_assert_str_eq(err, "invalid n_targets '5' (must be < 5 classes)");
+    b = cfg_of(CORE_ATTACK_FAB_T, 0.5f), b.norm = CORE_NORM_L2;
+    ck_assert(core_attack_run(&b, model, ws, xtest, ytest, NULL, N, 5, xadv, NULL, err) == -1);
+    ck_assert_str_eq(err, "invalid norm 'l2' for 'fab-t' (only linf is supported)");
+    for (int kk = 0; kk <= CORE_ATTACK_FAB_T; kk++) {
         ck_assert_int_eq(core_attack_kind_parse(core_attack_kind_name(kk), &k, err), 0);
         ck_assert_int_eq(k, kk);
     }
@@ -522,6 +539,172 @@ START_TEST(test_ascent_trades)
 }
 END_TEST
 
+/* FAB-T: every broken example is misclassified at a point of the eps-ball
+ * (the others keep x_adv = x), never above the clean accuracy, more
+ * iterations or restarts never break fewer examples, the same seed gives
+ * the same points, and the attack is about as strong as APGD-T. */
+START_TEST(test_fab)
+{
+    char err[CORE_ERRLEN];
+    float eps = 0.12f;
+    core_attack_cfg c = cfg_of(CORE_ATTACK_FAB_T, eps);
+    uint8_t rob[3][N];
+    static const int steps[3] = {5, 20, 60};
+    double acc[3];
+    for (int r = 0; r < 3; r++) {
+        c.steps = steps[r];
+        acc[r] = attack_acc(&c, rob[r]);
+        ck_assert(acc[r] <= clean_acc);
+    }
+    float *fab60 = core_alloc(sizeof(float) * N * DIM), *again = core_alloc(sizeof(float) * N * DIM);
+    memcpy(fab60, xadv, sizeof(float) * N * DIM);
+    const float *z = core_model_forward(model, xtest, N);
+    int clean_ok[N];
+    for (int i = 0; i < N; i++)
+        clean_ok[i] = core_argmax(z + i * NC, NC) == ytest[i];
+    z = core_model_forward(model, fab60, N);
+    for (int i = 0; i < N; i++) {
+        int fooled = core_argmax(z + i * NC, NC) != ytest[i];
+        ck_assert_int_eq(fooled, !rob[2][i]);
+        int moved = memcmp(fab60 + i * DIM, xtest + i * DIM, sizeof(float) * DIM) != 0;
+        /* Only correctly classified examples are attacked, and only a
+         * success moves x_adv. */
+        ck_assert(!moved || (clean_ok[i] && fooled));
+        for (int r = 1; r < 3; r++)
+            ck_assert_msg(!rob[r][i] || rob[r - 1][i], "example %d robust at %d steps only", i,
+                          steps[r]);
+    }
+    core_attack_cfg t = cfg_of(CORE_ATTACK_APGD_T, eps);
+    double apgdt = attack_acc(&t, NULL);
+    fprintf(stderr, "eps %.2f: clean %.2f fab-t 5/20/60 steps %.2f %.2f %.2f, apgd-t %.2f\n",
+            (double)eps, clean_acc, acc[0], acc[1], acc[2], apgdt);
+    ck_assert(acc[2] < clean_acc - 0.2);
+    ck_assert(acc[2] <= apgdt + 0.05);
+
+    /* One restart draws nothing: neither the seed nor the stream matters. */
+    c.seed = 77;
+    ck_assert(core_attack_run(&c, model, ws, xtest, ytest, NULL, N, 9, again, NULL, err) == 0);
+    ck_assert(memcmp(again, fab60, sizeof(float) * N * DIM) == 0);
+
+    /* Later restarts start at random points: repeatable for a seed, and
+     * they never lose an example the first restart broke. */
+    c.restarts = 2;
+    c.steps = 20;
+    uint8_t rob2[N];
+    double acc2 = attack_acc(&c, rob2);
+    memcpy(fab60, xadv, sizeof(float) * N * DIM);
+    ck_assert(core_attack_run(&c, model, ws, xtest, ytest, NULL, N, 5, again, NULL, err) == 0);
+    ck_assert(memcmp(again, fab60, sizeof(float) * N * DIM) == 0);
+    for (int i = 0; i < N; i++)
+        ck_assert(!rob2[i] || rob[1][i]);
+    fprintf(stderr, "fab-t 20 steps: 1 restart %.2f, 2 restarts %.2f\n", acc[1], acc2);
+    core_free(again);
+    core_free(fab60);
+}
+END_TEST
+
+/* On a linear model the linearisation FAB steps on is exact: towards the
+ * runner-up class t, the closest L-inf boundary point lies at
+ * d = (z_y - z_t) / ||w_y - w_t||_1 (every pixel with w_y != w_t moves by
+ * d) when that stays inside [0, 1]. FAB-T must end within 1 % of d. */
+START_TEST(test_fab_linear)
+{
+    char err[CORE_ERRLEN];
+    core_shape in = {1, SIDE, SIDE};
+    core_model *lin;
+    ck_assert_msg(core_model_create("fc5", in, NC, 7, &lin, err) == 0, "%s", err);
+    ck_assert(core_model_reserve(lin, N, err) == 0);
+    int y[N], t[N];
+    float z0[N * NC], *w = core_alloc(sizeof(float) * N * DIM), dl[N * NC] = {0};
+    memcpy(z0, core_model_forward(lin, xtest, N), sizeof z0);
+    for (int i = 0; i < N; i++) { /* the model's own labels: every example is attacked */
+        y[i] = core_argmax(z0 + i * NC, NC);
+        float best = -INFINITY;
+        for (int k = 0; k < NC; k++)
+            if (k != y[i] && z0[i * NC + k] > best)
+                best = z0[i * NC + k], t[i] = k;
+        dl[i * NC + y[i]] = 1.0f, dl[i * NC + t[i]] = -1.0f;
+    }
+    core_model_forward(lin, xtest, N);
+    core_model_backward(lin, dl, N, w, 0); /* w = w_y - w_t per example */
+
+    core_attack_cfg c = cfg_of(CORE_ATTACK_FAB_T, 1.0f);
+    c.n_targets = 1;
+    ck_assert(core_attack_run(&c, lin, ws, xtest, y, NULL, N, 5, xadv, NULL, err) == 0);
+    int checked = 0;
+    for (int i = 0; i < N; i++) {
+        double l1 = 0.0, dist = 0.0;
+        for (int j = 0; j < DIM; j++) {
+            l1 += fabsf(w[i * DIM + j]);
+            dist = fmax(dist, fabsf(xadv[i * DIM + j] - xtest[i * DIM + j]));
+        }
+        double d = (z0[i * NC + y[i]] - z0[i * NC + t[i]]) / l1;
+        int inside = 1;
+        for (int j = 0; j < DIM; j++) {
+            float v = xtest[i * DIM + j] - (float)d * ((w[i * DIM + j] > 0) - (w[i * DIM + j] < 0));
+            inside &= v >= 0.0f && v <= 1.0f;
+        }
+        ck_assert_msg(dist >= d * (1 - 1e-4), "example %d: %g closer than the boundary %g", i,
+                      dist, d);
+        if (!inside)
+            continue;
+        ck_assert_msg(dist <= d * 1.01, "example %d: %g, boundary at %g", i, dist, d);
+        checked++;
+    }
+    fprintf(stderr, "fab-t on a linear model: %d/%d examples at the exact boundary\n", checked, N);
+    ck_assert(checked >= N / 2);
+    core_free(w);
+    core_model_free(lin);
+}
+END_TEST
+
+/* The standard suite's per-example survival is the AND of its members'
+ * (as recorded inside the suite, and as each member alone finds it: an
+ * example draws the same numbers whichever others survive), so the suite
+ * is never above its weakest member. */
+START_TEST(test_autoattack_min)
+{
+    char err[CORE_ERRLEN];
+    core_suite s;
+    float eps = 0.1f;
+    ck_assert_int_eq(core_suite_preset("autoattack", eps, 3, &s, err), 0);
+    for (int j = 0; j < s.count; j++) {
+        s.attacks[j].steps = 20;
+        s.attacks[j].queries = 300;
+    }
+    uint8_t robust[N], per[CORE_SUITE_MAX * N];
+    ck_assert_msg(core_suite_run(&s, model, ws, xtest, ytest, N, 5, robust, per, err) == 0, "%s",
+                  err);
+    const float *z = core_model_forward(model, xtest, N);
+    uint8_t alone[N];
+    for (int i = 0; i < N; i++) {
+        int all = core_argmax(z + i * NC, NC) == ytest[i];
+        for (int j = 0; j < s.count; j++)
+            all &= per[j * N + i];
+        ck_assert_int_eq(robust[i], all);
+        alone[i] = 1;
+    }
+    double worst = 1.0;
+    for (int j = 0; j < s.count; j++) {
+        core_attack_cfg c = s.attacks[j];
+        c.n_targets = c.n_targets >= NC ? NC - 1 : c.n_targets;
+        uint8_t rob[N];
+        worst = fmin(worst, attack_acc(&c, rob));
+        for (int i = 0; i < N; i++)
+            alone[i] &= rob[i];
+    }
+    int suite_ok = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(robust[i] == alone[i], "example %d: suite %d, members alone %d", i,
+                      robust[i], alone[i]);
+        suite_ok += robust[i];
+    }
+    fprintf(stderr, "autoattack (20 steps) eps %.2f: %.2f, weakest member alone %.2f\n",
+            (double)eps, (double)suite_ok / N, worst);
+    ck_assert((double)suite_ok / N <= worst);
+}
+END_TEST
+
 static Suite *suite_attack(void)
 {
     Suite *s = suite_create("attack");
@@ -542,6 +725,9 @@ static Suite *suite_attack(void)
     tcase_add_test(tc, test_square_no_gradients);
     tcase_add_test(tc, test_bad_configs);
     tcase_add_test(tc, test_ascent_trades);
+    tcase_add_test(tc, test_fab);
+    tcase_add_test(tc, test_fab_linear);
+    tcase_add_test(tc, test_autoattack_min);
     suite_add_tcase(s, tc);
     return s;
 }

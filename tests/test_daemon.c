@@ -497,6 +497,17 @@ START_TEST(test_train_watch_eval)
         ck_assert(json_is_string(json_object_get(row, "survival")));
     }
     ck_assert_int_eq(found, 2);
+    /* The indicators of attack failure: PGD's, at each eps, on a sample. */
+    const json_t *reps = json_object_get(result_of(r), "reports"), *rep;
+    const json_t *points = NULL;
+    size_t k;
+    json_array_foreach(reps, k, rep)
+        if (!strcmp(json_string_value(json_object_get(rep, "kind")), "indicators"))
+            points = json_object_get(json_object_get(rep, "data"), "points");
+    ck_assert_int_eq(json_array_size(points), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(points, 0), "attack")),
+                     "pgd");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(points, 1), "n")), 64);
     json_decref(r);
     /* The training job's results include its evaluations. */
     ck_assert_int_eq(count_array(c, "results", id, "results"), 3);

@@ -196,6 +196,40 @@ START_TEST(grad_res) { check_spec("conv3k3p1 res3 fc3", (core_shape){2, 5, 5}, 3
 END_TEST
 START_TEST(grad_res_first) { check_spec("res fc3", (core_shape){2, 4, 4}, 3); }
 END_TEST
+/* Per-channel constants, the first layer and an inner one. */
+START_TEST(grad_norm)
+{
+    check_spec("norm(0.4,0.5;0.3,0.7) conv3k3p1 norm(0.1;2) fc3", (core_shape){2, 5, 5}, 3);
+}
+END_TEST
+
+START_TEST(norm_matches_definition)
+{
+    char err[CORE_ERRLEN];
+    core_model *m;
+    ck_assert_msg(core_model_create("norm(0.25,0.5;0.5,4) fc2", (core_shape){2, 1, 2}, 2, 1, &m,
+                                    err) == 0, "%s", err);
+    ck_assert(core_model_reserve(m, 1, err) == 0);
+    const float x[4] = {0.0f, 1.0f, 0.5f, 4.5f};
+    core_model_forward(m, x, 1);
+    const float *y = m->layers[0].y;
+    ck_assert(y[0] == -0.5f && y[1] == 1.5f && y[2] == 0.0f && y[3] == 1.0f);
+    core_buffer_view b[CORE_MAX_BUFFERS];
+    ck_assert_int_eq(core_model_buffers(m, b), 2);
+    ck_assert_str_eq(b[0].name, "0.mean");
+    ck_assert_str_eq(b[1].name, "0.std");
+    ck_assert(b[1].len == 2 && b[1].data[0] == 0.5f && b[1].data[1] == 4.0f);
+    ck_assert_int_eq(m->nviews, 2); /* constants, not parameters */
+    core_model_free(m);
+    static const char *const bad[] = {"norm fc2", "norm(1;0) fc2", "norm(1,2,3;1) fc2",
+                                      "norm(1;) fc2", "norm(0.5;1,) fc2", "norm(a;1) fc2",
+                                      "norm(0.5;inf) fc2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(core_model_create(bad[i], (core_shape){2, 1, 2}, 2, 1, &m, err) == -1,
+                      "%s", bad[i]);
+}
+END_TEST
+
 START_TEST(grad_preset_cnn_small) { check_preset("cnn-small", (core_shape){1, 12, 12}); }
 END_TEST
 START_TEST(grad_preset_resnet_tiny) { check_preset("resnet-tiny", (core_shape){1, 8, 8}); }
@@ -271,6 +305,8 @@ static Suite *suite_grad(void)
     tcase_add_test(tc, grad_gap);
     tcase_add_test(tc, grad_res);
     tcase_add_test(tc, grad_res_first);
+    tcase_add_test(tc, grad_norm);
+    tcase_add_test(tc, norm_matches_definition);
     tcase_add_test(tc, grad_preset_cnn_small);
     tcase_add_test(tc, grad_preset_resnet_tiny);
     tcase_add_test(tc, grad_preset_madry);

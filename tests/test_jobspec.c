@@ -150,6 +150,11 @@ START_TEST(test_eval_defaults)
     expect_ok("{\"kind\":\"eval\",\"job\":4,\"attack\":\"apgd-t\"}", &s);
     ck_assert_int_eq(s.eval.attack.steps, 100);
     ck_assert_int_eq(s.eval.attack.loss, CORE_ALOSS_DLR);
+    /* FAB-T's: AutoAttack's standard 100 iterations, 9 targets. */
+    expect_ok("{\"kind\":\"eval\",\"job\":4,\"attack\":\"fab-t\"}", &s);
+    ck_assert_int_eq(s.eval.attack.kind, CORE_ATTACK_FAB_T);
+    ck_assert_int_eq(s.eval.attack.steps, 100);
+    ck_assert_int_eq(s.eval.attack.n_targets, 9);
 }
 END_TEST
 
@@ -277,7 +282,7 @@ START_TEST(test_messages)
     expect_bad("{\"kind\":\"train\",\"norm\":\"l1\"}", "invalid 'norm': unknown norm 'l1'");
     expect_bad("{\"kind\":\"train\",\"schedule\":3}", "invalid 'schedule': expected a string, got 3");
     expect_bad("{\"kind\":\"train\",\"name\":\"a\\nb\"}", "invalid 'name': control characters");
-    expect_bad("{\"kind\":\"trian\"}", "invalid 'kind': expected train or eval, got 'trian'");
+    expect_bad("{\"kind\":\"trian\"}", "invalid 'kind': expected train, eval or import, got 'trian'");
     expect_bad("{\"epochs\":3}", "missing 'kind'");
     expect_bad("[1]", "expected a JSON object");
     expect_bad("{\"kind\":\"train\",", "malformed JSON");
@@ -287,6 +292,27 @@ START_TEST(test_messages)
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"checkpoint\":\"first\"}", "invalid 'checkpoint'");
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"attack\":\"cw\"}", "invalid 'attack': unknown attack 'cw'");
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"loss\":\"mse\"}", "invalid 'loss': unknown loss 'mse'");
+}
+END_TEST
+
+/* A model trained elsewhere: its data set and model spec, nothing to train. */
+START_TEST(test_import_specs)
+{
+    adv_jobspec s;
+    expect_ok("{\"kind\":\"import\",\"model\":\"norm(0.5;0.25) conv4k3p1 relu fc10\","
+              "\"name\":\"mine\"}", &s);
+    ck_assert_int_eq(s.kind, ADV_JOB_IMPORT);
+    ck_assert_str_eq(s.train.dataset, "fashion-mnist");
+    ck_assert_int_eq(s.train.nclass, 10);
+    char *c = round_trip("{\"kind\":\"import\",\"model\":\"cnn-small\"}");
+    ck_assert_str_eq(c, "{\"kind\":\"import\",\"name\":\"\",\"priority\":0,\"threads\":0,"
+                        "\"dataset\":\"fashion-mnist\",\"model\":\"cnn-small\"}");
+    free(c);
+    expect_bad("{\"kind\":\"import\"}", "missing 'model' in an import spec");
+    expect_bad("{\"kind\":\"import\",\"model\":\"cnn-small\",\"epochs\":2}",
+               "unknown key 'epochs' in an import spec");
+    expect_bad("{\"kind\":\"import\",\"model\":\"norm(1;0) fc10\"}",
+               "invalid 'model': 'norm(1;0)': std must be positive");
 }
 END_TEST
 
@@ -307,6 +333,8 @@ START_TEST(test_cross_field_checks)
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"suite\":\"weak\"}", "invalid 'suite': unknown suite 'weak'");
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"attack\":\"square\",\"norm\":\"l2\"}",
                "invalid 'norm': 'square' supports only 'linf'");
+    expect_bad("{\"kind\":\"eval\",\"job\":1,\"attack\":\"fab-t\",\"norm\":\"l2\"}",
+               "invalid 'norm': 'fab-t' supports only 'linf'");
     expect_bad("{\"kind\":\"eval\",\"job\":1,\"eps\":[0.1,1.5]}", "invalid 'eps'");
     adv_jobspec s;
     expect_ok("{\"kind\":\"eval\",\"job\":1,\"eps\":[0.1,1.5],\"norm\":\"l2\"}", &s);
@@ -502,6 +530,7 @@ static Suite *suite_jobspec(void)
     tcase_add_test(tc, test_every_field_wrong_train);
     tcase_add_test(tc, test_every_field_wrong_eval);
     tcase_add_test(tc, test_messages);
+    tcase_add_test(tc, test_import_specs);
     tcase_add_test(tc, test_cross_field_checks);
     tcase_add_test(tc, test_dataset_errors);
     tcase_add_test(tc, test_model_errors);

@@ -579,9 +579,10 @@ START_TEST(test_stop_during_setup)
     close(in[0]);
     close(out[1]);
     static const char job[] =
-        "{\"job\":1,\"attempt\":1,\"threads\":1,\"final_eval_limit\":10,\"spec\":"
+        "{\"type\":\"job\",\"v\":1,\"job\":1,\"attempt\":1,\"threads\":1,"
+        "\"final_eval_limit\":10,\"ckpt_dir\":\"/nonexistent\",\"spec\":"
         "{\"kind\":\"train\",\"model\":\"fc4000 fc4000 fc10\",\"epochs\":1}}\n"
-        "{\"cmd\":\"stop\"}\n";
+        "{\"type\":\"stop\"}\n";
     send_all(in[1], job, sizeof job - 1);
     adv_linebuf lb;
     adv_linebuf_init(&lb, 1 << 20);

@@ -238,7 +238,13 @@ START_TEST(test_request_every_command)
         "{\"id\":-11,\"cmd\":\"version\"}",
         "{\"id\":12,\"cmd\":\"images\",\"job\":3}",
         "{\"id\":13,\"cmd\":\"info\"}",
+        "{\"id\":14,\"cmd\":\"import\",\"upload\":2,\"offset\":8,\"data\":\"AAAA\"}",
+        "{\"id\":15,\"cmd\":\"predict\",\"job\":3,\"monitor\":true,\"n\":1,\"pixels\":\"AAAA\"}",
+        "{\"id\":16,\"cmd\":\"monitor\",\"job\":3,\"checkpoint\":\"best\",\"window\":500}",
     };
+    /* A command added to ADV_COMMANDS without its line here is caught. */
+    for (int c = 0; c < ADV_NCMDS; c++)
+        ck_assert_msg(lines[c] != NULL, "no request line for '%s'", adv_cmd_name((adv_cmd)c));
     for (int c = 0; c < ADV_NCMDS; c++) {
         adv_request req;
         adv_error e = {0};

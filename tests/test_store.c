@@ -146,13 +146,15 @@ START_TEST(test_schema_migrates_from_v1)
 {
     adv_store *st = open_new();
     int64_t id = add_job(st, ADV_JOB_TRAIN, "old", 0, 0);
-    raw_exec("DROP TABLE reports; DROP TABLE images; DROP TRIGGER runs_start;"
+    raw_exec("DROP TABLE monitor_windows; DROP TABLE monitors;"
+             "ALTER TABLE checkpoints DROP COLUMN file;"
+             "DROP TABLE reports; DROP TABLE images; DROP TRIGGER runs_start;"
              "DROP TRIGGER runs_end; DROP TABLE runs; DROP INDEX jobs_owner;"
              "CREATE TABLE v1 AS SELECT id, kind, name, spec, state, priority, parent, progress,"
              " attempts, error, created, started, finished FROM jobs;"
              "DROP TABLE jobs; ALTER TABLE v1 RENAME TO jobs; PRAGMA user_version = 1");
     st = reopen(st);
-    ck_assert_int_eq(raw_int("PRAGMA user_version"), 3);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), ADV_STORE_SCHEMA);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name IN "
                              "('reports', 'images', 'runs', 'runs_start', 'runs_end')"), 5);
     ck_assert_int_eq(state_of(st, id), ADV_STATE_QUEUED);
@@ -213,7 +215,10 @@ START_TEST(test_schema_newer_refused)
     char err[CORE_ERRLEN] = "";
     ck_assert_int_eq(adv_store_open(db_path, 100, &st, err), -1);
     ck_assert_ptr_null(st);
-    ck_assert_str_eq(err, "database schema version 99 is newer than this advd's (3)");
+    char want[96];
+    snprintf(want, sizeof want, "database schema version 99 is newer than this advd's (%d)",
+             ADV_STORE_SCHEMA);
+    ck_assert_str_eq(err, want);
 }
 END_TEST
 
@@ -485,30 +490,102 @@ START_TEST(test_checkpoint_pruning)
 }
 END_TEST
 
+/* The path of checkpoint id's file. */
+static void ckpt_path(adv_store *st, int64_t id, char *out, size_t len)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT file FROM checkpoints WHERE id = %lld", (long long)id);
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    snprintf(out, len, "%s/%s", adv_store_ckpt_dir(st), (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+/* Overwrite n bytes at offset of a file (n 0: truncate it there). */
+static void poke(const char *path, long offset, const char *bytes, size_t n)
+{
+    if (n == 0) {
+        ck_assert_int_eq(truncate(path, offset), 0);
+        return;
+    }
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, offset, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
 START_TEST(test_checkpoint_checksum)
 {
     adv_store *st = open_new();
     int64_t job = add_job(st, ADV_JOB_TRAIN, "t", 0, 0);
-    put_ckpt(st, job, 1, 100, 0.5, 3);
+    int64_t first = put_ckpt(st, job, 1, 100, 0.5, 3);
     int64_t id = put_ckpt(st, job, 2, 200, 0.1, 3);
-    /* One flipped byte in the stored state. */
-    char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE checkpoints SET state = cast(substr(state, 1, 10) || 'X' || "
-                              "substr(state, 12) AS BLOB) WHERE id = %lld", (long long)id);
-    raw_exec(sql);
-    st = reopen(st);
+    char path[1024];
+    /* One flipped byte in the file of the latest. */
+    ckpt_path(st, id, path, sizeof path);
+    poke(path, 10, "X", 1);
     adv_ckpt c;
     char err[CORE_ERRLEN] = "";
     ck_assert_int_eq(adv_store_ckpt_get(st, job, (adv_ckpt_ref){ADV_CKPT_LATEST, 0}, &c, err),
                      ADV_STORE_CORRUPT);
     ck_assert_ptr_null(c.state);
-    ck_assert_msg(strstr(err, "fails its checksum"), "%s", err);
-    ck_assert_ptr_nonnull(strstr(err, "checkpoint 2 of job 1"));
+    ck_assert_msg(strstr(err, "crc32"), "%s", err);
     /* The intact one still loads. */
     ck_assert_int_eq(ckpt_step(st, job, (adv_ckpt_ref){ADV_CKPT_BEST, 0}, 0), 100);
-    /* A truncated BLOB too. */
-    raw_exec("UPDATE checkpoints SET state = zeroblob(3) WHERE step = 100");
+    /* A truncated file, then a missing one. */
+    ckpt_path(st, first, path, sizeof path);
+    poke(path, 3, NULL, 0);
     ck_assert_int_eq(ckpt_step(st, job, (adv_ckpt_ref){ADV_CKPT_BEST, 0}, ADV_STORE_CORRUPT), -1);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(ckpt_step(st, job, (adv_ckpt_ref){ADV_CKPT_BEST, 0}, ADV_STORE_CORRUPT), -1);
+    adv_store_close(st);
+}
+END_TEST
+
+/* Checkpoints an advd before schema 4 kept inside the database move out
+ * to files at start-up; files no row names are swept. */
+START_TEST(test_checkpoint_files)
+{
+    adv_store *st = open_new();
+    int64_t job = add_job(st, ADV_JOB_TRAIN, "t", 0, 0);
+    int64_t id = put_ckpt(st, job, 1, 100, 0.5, 3);
+    char path[1024], stray[1100], sql[512];
+    ckpt_path(st, id, path, sizeof path);
+    /* The row as an old advd wrote it: the bytes in the state column. */
+    uint8_t bytes[64];
+    for (int i = 0; i < 64; i++)
+        bytes[i] = (uint8_t)(100 * 7 + i);
+    char hex[129];
+    for (int i = 0; i < 64; i++)
+        snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+    snprintf(sql, sizeof sql, "UPDATE checkpoints SET file = NULL, state = x'%s' WHERE id = %lld",
+             hex, (long long)id);
+    raw_exec(sql);
+    ck_assert_int_eq(ckpt_step(st, job, (adv_ckpt_ref){ADV_CKPT_LATEST, 0}, 0), 100);
+    /* Its old file is now unrecorded, as is a worker's temporary file. */
+    snprintf(stray, sizeof stray, "%s/.j1-s9-a1p1.state.tmp", adv_store_ckpt_dir(st));
+    FILE *f = fopen(stray, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    int n = -1;
+    char err[CORE_ERRLEN] = "";
+    ck_assert_msg(adv_store_ckpt_unblob(st, &n, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM checkpoints WHERE file IS NOT NULL"
+                             " AND length(state) = 0"), 1);
+    ck_assert_int_eq(adv_store_ckpt_unblob(st, &n, err), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_msg(adv_store_ckpt_sweep(st, &n, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(access(stray, F_OK), -1);
+    /* The moved checkpoint loads from its new file. */
+    ck_assert_int_eq(ckpt_step(st, job, (adv_ckpt_ref){ADV_CKPT_LATEST, 0}, 0), 100);
     adv_store_close(st);
 }
 END_TEST
@@ -629,6 +706,7 @@ static Suite *suite_store(void)
     tcase_add_test(tc, test_requeue_at_startup);
     tcase_add_test(tc, test_checkpoint_pruning);
     tcase_add_test(tc, test_checkpoint_checksum);
+    tcase_add_test(tc, test_checkpoint_files);
     tcase_add_test(tc, test_metrics_upsert);
     tcase_add_test(tc, test_evaluations);
     suite_add_tcase(s, tc);

@@ -24,6 +24,7 @@
  *       The fp32 FMA rate of T threads on registers only (no memory), the
  *       ceiling that the GFLOP/s figures above are to be read against.
  */
+#include "core/eval.h"
 #include "core/attack.h"
 #include "core/data.h"
 #include "core/gemm.h"
@@ -133,7 +134,7 @@ static void pgd(bench_ctx *b, int steps, float alpha)
 static void step_clean(bench_ctx *b) { train_step(b, b->x); }
 static void step_adv(bench_ctx *b)
 {
-    pgd(b, b->steps, 2.5f * b->eps / (float)b->steps);
+    pgd(b, b->steps, core_pgd_step(b->eps, b->steps));
     train_step(b, b->xa);
 }
 static void step_eval(bench_ctx *b)
@@ -401,24 +402,19 @@ static int train(const options *o)
     if (core_trainer_run(t, &hooks, err) < 0)
         goto out;
     double train_s = core_now_s() - t0;
-    int *idx = core_alloc(sizeof(int) * te.n);
-    for (int i = 0; i < te.n; i++)
-        idx[i] = i;
-    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, o->eps);
-    a.steps = 20;
-    a.alpha = o->eps / 8.0f;
-    core_eval_result clean, rob;
-    core_model_reserve(t->model, 500, err);
+    /* The daemon's final evaluation: PGD-20 at step 2.5 eps / 20 = eps / 8,
+     * the peer's. */
+    double clean, rob;
     core_attack_ws *ws = NULL;
-    if (core_attack_ws_create(t->model, 500, &ws, err) == 0 &&
-        core_evaluate(t->model, ws, &te, idx, te.n, 500, NULL, 0, &clean, err) == 0 &&
-        core_evaluate(t->model, ws, &te, idx, te.n, 500, &a, CORE_STREAM_USER, &rob, err) == 0) {
-        printf("train_seconds\t%.1f\nclean_acc\t%.4f\npgd20_acc\t%.4f\n", train_s,
-               clean.clean_acc, rob.robust_acc);
+    if (core_model_reserve(t->model, 500, err) == 0 &&
+        core_attack_ws_create(t->model, 500, &ws, err) == 0 &&
+        core_eval_final(t->model, ws, &te, o->eps, CORE_NORM_LINF, 0, 500, &clean, &rob,
+                        err) == 0) {
+        printf("train_seconds\t%.1f\nclean_acc\t%.4f\npgd20_acc\t%.4f\n", train_s, clean,
+               rob);
         rc = 0;
     }
     core_attack_ws_free(ws);
-    core_free(idx);
 out:
     if (rc)
         fprintf(stderr, "advbench: %s\n", err);

@@ -24,6 +24,19 @@
  * Each figure is the median over --rounds runs (the largest latency: the
  * largest of all), next to the issue's targets: p99 under 5 ms, at least
  * 20 000 pings/s and 500 submits/s.
+ *
+ *   advload --mix N [--idle M] [--seconds S] [--socket PATH | --advd PATH]
+ *
+ * instead runs issue 16's load: a training job (MIX_TRAIN) keeps the
+ * daemon's worker busy while N clients at once, for S seconds, each loop
+ * over: connect, submit a job, poll its status and ping MIX_POLLS times,
+ * cancel it, watch the training job and hang up abruptly after its first
+ * event; meanwhile M idle connections (at most 1000), opened first, are
+ * held. It prints requests/s, the p50/p99/max latency of status and ping,
+ * connections, refusals (a connection the daemon turned away) and other
+ * errors, how many idle connections the daemon dropped, and (its own
+ * daemon only) advd's resident memory before, at most during (sampled
+ * every 100 ms) and after.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -51,6 +64,12 @@
 #define WINDOW 64
 #define SUBMIT "{\"id\":%d,\"cmd\":\"submit\",\"spec\":{\"kind\":\"train\"}}\n"
 #define PING "{\"id\":1,\"cmd\":\"ping\"}\n"
+#define MIX_TRAIN                                                                            \
+    "{\"id\":1,\"cmd\":\"submit\",\"spec\":{\"kind\":\"train\",\"name\":\"mix\","                \
+    "\"model\":\"conv4k3p1 relu maxpool2 fc10\",\"epochs\":100000,\"train_limit\":256,"       \
+    "\"val_size\":0,\"val_robust_size\":0,\"batch\":64,\"steps\":2}}\n"
+#define MIX_POLLS 10
+#define MIX_SAMPLES 16384
 
 static char sock_path[108];
 
@@ -402,6 +421,194 @@ static latency scenario(int which, double seconds)
     return r;
 }
 
+/* -------------------------------------------------------- the mix (issue 16) */
+
+typedef struct {
+    double until;
+    long long train_job;
+    long long requests, conns, refused, errors;
+    size_t nstatus, nping;
+    double status_ms[MIX_SAMPLES], ping_ms[MIX_SAMPLES];
+} mix_client;
+
+/* One request, its latency into ms[*n] (while room); -1 when the
+ * connection broke, 1 when the answer is an error. */
+static int timed_call(line_conn *c, const char *req, double *ms, size_t *n, char *out,
+                      size_t cap)
+{
+    double t0 = now_s();
+    if (call(c, req, out, cap))
+        return -1;
+    if (ms && *n < MIX_SAMPLES)
+        ms[(*n)++] = (now_s() - t0) * 1e3;
+    return strstr(out, "\"ok\":false") ? 1 : 0;
+}
+
+/* One round of a client's loop; -1 when the daemon hung up on it. */
+static int mix_round(mix_client *m)
+{
+    line_conn *c = calloc(1, sizeof *c);
+    char req[256], line[1 << 16];
+    int rc = -1;
+    if (!c || (c->fd = dial()) < 0 || read_line(c, line, sizeof line) ||
+        !strstr(line, "\"hello\"")) {
+        m->refused++;
+        goto out;
+    }
+    m->conns++;
+    snprintf(req, sizeof req, SUBMIT, 1);
+    int r = timed_call(c, req, NULL, NULL, line, sizeof line);
+    long long job = r == 0 ? job_of(line) : -1;
+    m->requests++;
+    m->errors += r != 0;
+    for (int i = 0; r >= 0 && i < MIX_POLLS && job > 0; i++) {
+        snprintf(req, sizeof req, "{\"id\":2,\"cmd\":\"status\",\"job\":%lld}\n", job);
+        int a = timed_call(c, req, m->status_ms, &m->nstatus, line, sizeof line);
+        int b = a < 0 ? -1 : timed_call(c, PING, m->ping_ms, &m->nping, line, sizeof line);
+        m->requests += 2;
+        m->errors += (a != 0) + (b != 0);
+        r = a < 0 || b < 0 ? -1 : 0;
+    }
+    if (r >= 0 && job > 0) {
+        snprintf(req, sizeof req, "{\"id\":3,\"cmd\":\"cancel\",\"job\":%lld}\n", job);
+        r = timed_call(c, req, NULL, NULL, line, sizeof line);
+        m->requests++;
+        m->errors += r != 0;
+    }
+    /* Watch, take the first event or answer, and hang up with the rest
+     * unread. */
+    snprintf(req, sizeof req, "{\"id\":4,\"cmd\":\"watch\",\"job\":%lld}\n", m->train_job);
+    if (r >= 0 && write_all(c->fd, req, strlen(req)) == 0 && read_line(c, line, sizeof line) == 0)
+        rc = 0, m->requests++;
+out:
+    if (c && c->fd >= 0)
+        close(c->fd);
+    free(c);
+    return rc;
+}
+
+static void *mix_thread(void *arg)
+{
+    mix_client *m = arg;
+    while (now_s() < m->until)
+        if (mix_round(m))
+            m->errors++, usleep(10000); /* a refused connection counts here too */
+    return NULL;
+}
+
+/* Idle connections the daemon has closed or answered with an error (a
+ * held one has sent its greeting only). */
+static int dropped(const load *l)
+{
+    int n = 0;
+    for (int i = 0; i < l->n; i++) {
+        char buf[4096];
+        ssize_t k;
+        int gone = 0;
+        fcntl(l->fds[i], F_SETFL, fcntl(l->fds[i], F_GETFL) | O_NONBLOCK);
+        while ((k = read(l->fds[i], buf, sizeof buf - 1)) > 0) {
+            buf[k] = '\0';
+            gone |= strstr(buf, "\"ok\":false") != NULL;
+        }
+        n += gone || k == 0 || errno != EAGAIN;
+    }
+    return n;
+}
+
+/* Resident memory of pid in KiB (VmRSS), 0 when unknown. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = 0;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static void print_latency(const char *what, double *ms, size_t n)
+{
+    qsort(ms, n, sizeof *ms, cmp_double);
+    if (n)
+        printf("  %-8s %8zu samples   p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms\n", what, n,
+               ms[n / 2], ms[(size_t)((double)n * 0.99)], ms[n - 1]);
+}
+
+/* Merge every client's samples of one kind into all (room for n * MIX_SAMPLES). */
+static size_t gather(mix_client *m, int n, int status, double *all)
+{
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t c = status ? m[i].nstatus : m[i].nping;
+        memcpy(all + k, status ? m[i].status_ms : m[i].ping_ms, sizeof *all * c);
+        k += c;
+    }
+    return k;
+}
+
+static void run_mix(int n, int idle, double seconds, pid_t pid)
+{
+    static load held;
+    line_conn *c = open_greeted();
+    char line[4096];
+    if (call(c, MIX_TRAIN, line, sizeof line) || job_of(line) <= 0)
+        die("cannot submit the training job: %s", line);
+    long long train = job_of(line);
+    close_conn(c);
+    sleep(2); /* its worker is training */
+    long rss0 = rss_kib(pid);
+    open_raw(&held, idle);
+    mix_client *m = calloc((size_t)n, sizeof *m);
+    pthread_t *t = calloc((size_t)n, sizeof *t);
+    double *all = malloc(sizeof *all * MIX_SAMPLES * (size_t)n);
+    if (!m || !t || !all)
+        die("%s", "out of memory");
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        m[i].until = t0 + seconds;
+        m[i].train_job = train;
+        if (pthread_create(&t[i], NULL, mix_thread, &m[i]))
+            die("%s", "cannot start a client thread");
+    }
+    long peak = rss0; /* sampled every 100 ms while the clients run */
+    while (now_s() < t0 + seconds) {
+        long r = rss_kib(pid);
+        peak = r > peak ? r : peak;
+        usleep(100000);
+    }
+    long long req = 0, conns = 0, refused = 0, errors = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        req += m[i].requests, conns += m[i].conns, refused += m[i].refused;
+        errors += m[i].errors;
+    }
+    double took = now_s() - t0;
+    int lost = dropped(&held);
+    close_raw(&held);
+    sleep(1); /* the daemon closes the last connections */
+    long rss1 = rss_kib(pid);
+    printf("advd on '%s', training job %lld running; %d clients for %.0f s, %d idle "
+           "connections held\n",
+           sock_path, train, n, seconds, idle);
+    printf("  %lld requests, %.0f /s; %lld connections, %.0f /s; %lld refused; %lld other "
+           "errors\n",
+           req, (double)req / took, conns, (double)conns / took, refused, errors - refused);
+    printf("  idle connections dropped by the daemon: %d of %d\n", lost, idle);
+    print_latency("status", all, gather(m, n, 1, all));
+    print_latency("ping", all, gather(m, n, 0, all));
+    if (pid > 0)
+        printf("  advd resident memory: %ld KiB before, %ld KiB at most during, %ld KiB after "
+               "(%+ld KiB)\n",
+               rss0, peak, rss1, rss1 - rss0);
+    free(all);
+    free(t);
+    free(m);
+}
+
 /* ------------------------------------------------------------ the daemon */
 
 static pid_t start_advd(const char *advd, char *dir)
@@ -467,14 +674,16 @@ static double median(double *v, int n)
 static void usage(void)
 {
     fprintf(stderr, "usage: advload [--socket PATH | --advd PATH] [--rounds N] [--pings N]\n"
-                    "               [--submits N] [--seconds S]\n");
+                    "               [--submits N] [--seconds S]\n"
+                    "       advload --mix N [--idle M] [--seconds S] [--socket PATH | --advd "
+                    "PATH]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     char advd[PATH_MAX] = "", dir[64] = "";
-    int rounds = 3, pings = 100000, submits = 1000;
+    int rounds = 3, pings = 100000, submits = 1000, mix = 0, idle = 0;
     double seconds = 1.5;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -493,6 +702,10 @@ int main(int argc, char **argv)
             continue;
         else if (!strcmp(a, "--seconds") && (seconds = atof(v)) > 0)
             continue;
+        else if (!strcmp(a, "--mix") && (mix = atoi(v)) >= 1 && mix <= 10000)
+            continue;
+        else if (!strcmp(a, "--idle") && (idle = atoi(v)) >= 0 && idle <= IDLE_CONNS)
+            continue;
         else
             usage();
     }
@@ -507,6 +720,12 @@ int main(int argc, char **argv)
         if (!advd[0])
             default_advd(advd, sizeof advd);
         pid = start_advd(advd, dir);
+    }
+    if (mix) {
+        run_mix(mix, idle, seconds, pid);
+        if (pid > 0)
+            stop_advd(pid, dir);
+        return 0;
     }
     double ping_rate[MAX_ROUNDS], submit_rate[MAX_ROUNDS], p50[NSCEN][MAX_ROUNDS],
         p99[NSCEN][MAX_ROUNDS], worst[NSCEN] = {0};

@@ -455,7 +455,7 @@ class Job:
              checkpoint: Optional[Checkpoint] = None, **keys: Any) -> "Job":
         """Queue an evaluation of this training job's checkpoint
         (``advctl eval``) and return the new job: ``attack`` (fgsm, pgd,
-        apgd-ce, apgd-t, square, noise) or ``suite`` (autoattack, pgd,
+        apgd-ce, apgd-t, fab-t, square, noise) or ``suite`` (autoattack, pgd,
         strong), ``eps`` a number or a list, ``checkpoint`` ``"latest"``,
         ``"best"`` or an epoch, and any other eval-spec key (``steps=100,
         limit=1000, corruptions=True, explain=True``)::

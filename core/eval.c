@@ -1,0 +1,185 @@
+/*
+ * eval.c - robustness evaluation over a range of examples (eval.h): the
+ * clean check, then the attack or suite at each eps, batch by batch,
+ * recording each example's survival.
+ */
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "loss.h"
+#include "rng.h"
+#include "train.h"
+
+int core_eval_out_alloc(const core_eval_cfg *c, int n, int nclass, core_eval_out *o, char *err)
+{
+    memset(o, 0, sizeof *o);
+    if (c->neps < 1 || c->neps > CORE_EVAL_EPS_MAX)
+        return core_errf(err, "invalid eps count %d (1 to %d)", c->neps, CORE_EVAL_EPS_MAX);
+    *o = (core_eval_out){.n = n, .neps = c->neps, .nclass = nclass};
+    o->clean_ok = calloc((size_t)n + 1, 1);
+    o->survival = calloc((size_t)n * (size_t)c->neps + 1, 1);
+    if (c->keep_adv_logits && !c->use_suite)
+        o->adv_logits = core_alloc(sizeof(float) * (size_t)nclass * (size_t)n + 1);
+    if (!o->clean_ok || !o->survival || (c->keep_adv_logits && !c->use_suite && !o->adv_logits)) {
+        core_eval_out_free(o);
+        return core_errf(err, "out of memory for the results of %d examples", n);
+    }
+    return 0;
+}
+
+void core_eval_out_free(core_eval_out *o)
+{
+    free(o->clean_ok);
+    free(o->survival);
+    core_free(o->adv_logits);
+    memset(o, 0, sizeof *o);
+}
+
+static void clean_check(core_model *m, const float *x, const int *y, int a, int k,
+                        core_eval_out *o)
+{
+    const float *z = core_model_forward(m, x, k);
+    for (int i = 0; i < k; i++)
+        o->clean_ok[a + i] = core_argmax(z + (size_t)i * m->nclass, m->nclass) == y[i];
+}
+
+/* One batch [s, s + k) at eps index e. */
+static int attack_batch(const core_eval_cfg *c, const core_suite *suite, const core_attack_cfg *a,
+                        core_model *m, core_attack_ws *ws, const float *x, const int *y, int e,
+                        int s, int k, float *x_adv, core_eval_out *o, char *err)
+{
+    uint64_t stream = CORE_STREAM_USER + ((uint64_t)e << 32) + (uint64_t)s;
+    uint8_t *robust = core_eval_survival(o, e) + s;
+    if (c->use_suite)
+        return core_suite_run(suite, m, ws, x, y, k, stream, robust, NULL, err);
+    if (core_attack_run(a, m, ws, x, y, NULL, k, stream, x_adv, robust, err))
+        return -1;
+    if (e == 0 && o->adv_logits) /* kept for calibration under attack */
+        memcpy(o->adv_logits + (size_t)o->nclass * s, core_model_forward(m, x_adv, k),
+               sizeof(float) * (size_t)o->nclass * k);
+    return 0;
+}
+
+static int eps_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, const float *x,
+                     const int *y, int a, int b, int e, const core_eval_hooks *h, float *x_adv,
+                     core_eval_out *o, char *err)
+{
+    size_t dim = core_shape_size(m->in);
+    core_suite suite;
+    core_attack_cfg at = c->attack;
+    at.eps = c->eps[e];
+    at.seed = c->seed;
+    if (c->use_suite && core_suite_preset(c->suite, c->eps[e], c->seed, &suite, err))
+        return -1;
+    for (int s = a; s < b; s += c->batch) {
+        int k = b - s < c->batch ? b - s : c->batch;
+        if (attack_batch(c, &suite, &at, m, ws, x + dim * (size_t)s, y + s, e, s, k, x_adv, o,
+                         err))
+            return -1;
+        if (h && h->on_batch && h->on_batch(h->ctx, e, s + k - a, b - a))
+            return 1;
+    }
+    return 0;
+}
+
+int core_eval_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, const float *x,
+                    const int *y, int a, int b, const core_eval_hooks *h, core_eval_out *o,
+                    char *err)
+{
+    if (c->batch < 1 || a < 0 || b > o->n || a > b || a % c->batch)
+        return core_errf(err, "invalid evaluation range [%d, %d) of %d examples in batches of %d",
+                         a, b, o->n, c->batch);
+    size_t dim = core_shape_size(m->in);
+    float *x_adv = core_alloc(sizeof(float) * dim * (size_t)c->batch);
+    if (!x_adv)
+        return core_errf(err, "out of memory for a batch of %d", c->batch);
+    for (int s = a; s < b; s += c->batch) {
+        int k = b - s < c->batch ? b - s : c->batch;
+        clean_check(m, x + dim * (size_t)s, y + s, s, k, o);
+    }
+    int rc = 0;
+    for (int e = 0; e < c->neps && rc == 0; e++)
+        rc = eps_range(c, m, ws, x, y, a, b, e, h, x_adv, o, err);
+    core_free(x_adv);
+    return rc;
+}
+
+void core_eval_merge(core_eval_out *dst, const core_eval_out *src, int a, int b)
+{
+    size_t k = (size_t)(b - a);
+    memcpy(dst->clean_ok + a, src->clean_ok + a, k);
+    for (int e = 0; e < dst->neps; e++)
+        memcpy(core_eval_survival(dst, e) + a, core_eval_survival(src, e) + a, k);
+    if (dst->adv_logits && src->adv_logits)
+        memcpy(dst->adv_logits + (size_t)a * dst->nclass, src->adv_logits + (size_t)a * dst->nclass,
+               sizeof(float) * k * (size_t)dst->nclass);
+}
+
+static double share(const uint8_t *v, int n)
+{
+    int64_t ones = 0;
+    for (int i = 0; i < n; i++)
+        ones += v[i] != 0;
+    return n ? (double)ones / n : NAN;
+}
+
+double core_eval_clean_acc(const core_eval_out *o)
+{
+    return share(o->clean_ok, o->n);
+}
+
+double core_eval_robust_acc(const core_eval_out *o, int e)
+{
+    return share(core_eval_survival(o, e), o->n);
+}
+
+int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *ws,
+                         const float *x, const int *y, int n, int e, core_indicators *ind,
+                         core_attack_kind *kinds, char *err)
+{
+    core_suite s = {.count = 1, .attacks = {c->attack}};
+    s.attacks[0].eps = c->eps[e];
+    s.attacks[0].seed = c->seed;
+    if (c->use_suite && core_suite_preset(c->suite, c->eps[e], c->seed, &s, err))
+        return -1;
+    uint64_t stream = CORE_STREAM_USER + ((uint64_t)e << 32);
+    int k = 0;
+    for (int j = 0; j < s.count; j++) {
+        core_attack_cfg a = s.attacks[j];
+        if (!core_indicators_apply(a.kind))
+            continue;
+        if ((a.kind == CORE_ATTACK_APGD_T || a.kind == CORE_ATTACK_FAB_T) &&
+            a.n_targets >= m->nclass) /* as the suite clamps them */
+            a.n_targets = m->nclass - 1;
+        if (core_indicators_run(&a, m, ws, x, y, n, stream, &ind[k], err))
+            return -1;
+        kinds[k++] = a.kind;
+    }
+    return k;
+}
+
+int core_eval_final(core_model *m, core_attack_ws *ws, const core_dataset *ds, float eps,
+                    core_norm norm, uint64_t seed, int batch, double *clean_acc,
+                    double *pgd20_acc, char *err)
+{
+    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, eps);
+    core_eval_result clean, rob;
+    a.steps = 20;
+    a.norm = norm;
+    a.seed = seed;
+    int *idx = core_alloc(sizeof(int) * (size_t)ds->n + 1);
+    if (!idx)
+        return core_errf(err, "out of memory for %d test images", ds->n);
+    for (int i = 0; i < ds->n; i++)
+        idx[i] = i;
+    int rc = core_evaluate(m, ws, ds, idx, ds->n, batch, NULL, 0, &clean, err) ||
+             core_evaluate(m, ws, ds, idx, ds->n, batch, &a, CORE_STREAM_USER, &rob, err);
+    core_free(idx);
+    *clean_acc = rc ? NAN : clean.clean_acc;
+    *pgd20_acc = rc ? NAN : rob.robust_acc;
+    return rc ? -1 : 0;
+}

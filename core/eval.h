@@ -1,0 +1,91 @@
+/*
+ * eval.h - robustness evaluation as a library: a model's clean check and an
+ * attack or a suite at each eps, per example, over any range [a, b) of a
+ * set of examples, so that the work can be split (batch by batch, or one
+ * range per process) and the per-example results merged; and the clean +
+ * PGD-20 evaluation that closes a training run. The daemon's evaluation
+ * jobs (daemon/worker.c) and bin/advbench call these; calibration,
+ * corruptions and explanations then work on the same model
+ * (daemon/extras.c).
+ *
+ * Randomness: the batch of examples [s, s + batch) at eps index e draws
+ * from stream CORE_STREAM_USER + (e << 32) + s (the suite's members and an
+ * attack's restarts derive theirs from it), so a range that starts on a
+ * multiple of the batch gives the same bits as the whole set, whoever runs
+ * it. Accuracies are computed from the merged per-example rows.
+ */
+#ifndef CORE_EVAL_H
+#define CORE_EVAL_H
+
+#include <stdint.h>
+
+#include "attack.h"
+#include "data.h"
+#include "indicators.h"
+#include "model.h"
+
+#define CORE_EVAL_EPS_MAX 16
+
+typedef struct {
+    int use_suite;              /* 1: the suite named `suite`; 0: `attack` */
+    char suite[32];
+    core_attack_cfg attack;     /* its eps and seed are replaced by eps[e] and seed */
+    float eps[CORE_EVAL_EPS_MAX];
+    int neps;                   /* 1 to CORE_EVAL_EPS_MAX */
+    uint64_t seed;
+    int batch;                  /* examples per attack call; ranges start on a multiple */
+    int keep_adv_logits;        /* single attack: the adversarial logits at eps[0] */
+} core_eval_cfg;
+
+/* After each batch: eps index e, examples done of the range at that eps.
+ * A non-zero return stops the evaluation (core_eval_range returns 1). */
+typedef struct {
+    int (*on_batch)(void *ctx, int e, int done, int total);
+    void *ctx;
+} core_eval_hooks;
+
+/* Per-example results of a set of n examples; a range fills its part. */
+typedef struct {
+    int n, neps, nclass;
+    uint8_t *clean_ok;          /* n: 1 = classified correctly */
+    uint8_t *survival;          /* neps rows of n: 1 = correct under the attack at eps[e] */
+    float *adv_logits;          /* n x nclass at eps[0] (keep_adv_logits), else NULL */
+} core_eval_out;
+
+int core_eval_out_alloc(const core_eval_cfg *c, int n, int nclass, core_eval_out *o, char *err);
+void core_eval_out_free(core_eval_out *o);
+
+/* Examples [a, b) of x (n x the model's input) and y: clean check, then
+ * each eps in turn; the model must be reserved and ws sized for
+ * c->batch. 0 done, 1 stopped by the hook, -1 on an error. */
+int core_eval_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, const float *x,
+                    const int *y, int a, int b, const core_eval_hooks *h, core_eval_out *o,
+                    char *err);
+
+/* Copy examples [a, b) of src's rows into dst's (another process's part). */
+void core_eval_merge(core_eval_out *dst, const core_eval_out *src, int a, int b);
+
+double core_eval_clean_acc(const core_eval_out *o);
+double core_eval_robust_acc(const core_eval_out *o, int e);
+static inline uint8_t *core_eval_survival(const core_eval_out *o, int e)
+{
+    return o->survival + (size_t)e * (size_t)o->n;
+}
+
+/* Indicators of attack failure (indicators.h) at eps[e] on examples
+ * [0, n) (n at most c->batch: a sample, they cost about two attacks): one
+ * entry per gradient attack, c's own or each of its suite's, into ind[]
+ * and kinds[] (CORE_SUITE_MAX entries). Returns how many, or -1. */
+int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *ws,
+                         const float *x, const int *y, int n, int e, core_indicators *ind,
+                         core_attack_kind *kinds, char *err);
+
+/* The evaluation that closes a training run (the daemon's and advbench
+ * train's): clean accuracy and PGD-20 (default step, random start, the
+ * given norm, eps and seed) on the whole of ds, in batches of `batch`
+ * through ws (sized for it). */
+int core_eval_final(core_model *m, core_attack_ws *ws, const core_dataset *ds, float eps,
+                    core_norm norm, uint64_t seed, int batch, double *clean_acc,
+                    double *pgd20_acc, char *err);
+
+#endif
