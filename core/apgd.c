@@ -246,6 +246,17 @@ static int ranked_class(const float *z, int c, int rank)
     return best;
 }
 
+void attack_rounds_begin(core_model *m, core_attack_ws *ws, const float *x, const int *y, int n,
+                         float *x_adv)
+{
+    int c = m->nclass;
+    const float *z = core_model_forward(m, x, n);
+    memcpy(ws->logits, z, (size_t)n * c * sizeof(float));
+    memcpy(x_adv, x, (size_t)n * ws->dim * sizeof(float));
+    for (int i = 0; i < n; i++)
+        ws->ex_alive[i] = attack_margin(ws->logits + (size_t)i * c, c, y[i], NULL) > 0.0f;
+}
+
 int attack_round_gather(core_attack_ws *ws, const float *x, const int *y, const int *ids,
                         const uint8_t *alive, int n, int rank)
 {
@@ -263,17 +274,13 @@ int attack_round_gather(core_attack_ws *ws, const float *x, const int *y, const 
 int attack_apgd(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
                 const int *y, int n, uint64_t stream, const int *ids, float *x_adv, char *err)
 {
-    int c = m->nclass, targeted = cfg->kind == CORE_ATTACK_APGD_T;
+    int targeted = cfg->kind == CORE_ATTACK_APGD_T;
     int per_restart = targeted ? cfg->n_targets : 1;
     size_t dim = ws->dim;
     uint8_t *alive = ws->ex_alive;
 
     /* Clean logits: who is worth attacking, and APGD-T's targets. */
-    const float *z = core_model_forward(m, x, n);
-    memcpy(ws->logits, z, (size_t)n * c * sizeof(float));
-    memcpy(x_adv, x, (size_t)n * dim * sizeof(float));
-    for (int i = 0; i < n; i++)
-        alive[i] = attack_margin(ws->logits + (size_t)i * c, c, y[i], NULL) > 0.0f;
+    attack_rounds_begin(m, ws, x, y, n, x_adv);
 
     for (int round = 0; round < cfg->restarts * per_restart; round++) {
         int k = attack_round_gather(ws, x, y, ids, alive, n, round % per_restart + 1);

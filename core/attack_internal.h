@@ -95,6 +95,12 @@ int attack_run_ids(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws
                    const float *x, const int *y, const int *target, int n, uint64_t stream,
                    const int *ids, float *x_adv, uint8_t *robust, char *err);
 
+/* Before the rounds of APGD and FAB-T: the clean logits into ws->logits,
+ * x_adv = x, and ws->ex_alive[i] set for the examples worth attacking
+ * (classified correctly). */
+void attack_rounds_begin(core_model *m, core_attack_ws *ws, const float *x, const int *y, int n,
+                         float *x_adv);
+
 /* The rounds of APGD and FAB-T: compacts the examples with alive[i] set
  * into ws->cx / cy / cids / cidx (ws->ct: each one's rank-th highest clean
  * logit, rank 1 the runner-up, from the n x nclass ws->logits); returns

@@ -195,14 +195,9 @@ static void fab_run_batch(const fab_batch *b, float *out, uint8_t *fooled)
 int attack_fab(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws, const float *x,
                const int *y, int n, uint64_t stream, const int *ids, float *x_adv, char *err)
 {
-    int c = m->nclass;
     size_t dim = ws->dim;
     uint8_t *alive = ws->ex_alive;
-    const float *z = core_model_forward(m, x, n);
-    memcpy(ws->logits, z, (size_t)n * c * sizeof(float));
-    memcpy(x_adv, x, (size_t)n * dim * sizeof(float));
-    for (int i = 0; i < n; i++)
-        alive[i] = attack_margin(ws->logits + (size_t)i * c, c, y[i], NULL) > 0.0f;
+    attack_rounds_begin(m, ws, x, y, n, x_adv);
 
     for (int round = 0; round < cfg->n_targets * cfg->restarts; round++) {
         int target = round / cfg->restarts, restart = round % cfg->restarts;

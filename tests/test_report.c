@@ -322,9 +322,23 @@ static int expect_method_plots(const char *html)
     return (n > 0) + (randomised > 0);
 }
 
+/* s as the page writes it (client/html.c's escapes). */
+static void escaped(const char *s, char *out, size_t n)
+{
+    static const char *const from = "&<>\"'", *const to[] = {"&amp;", "&lt;", "&gt;",
+                                                             "&quot;", "&#39;"};
+    size_t k = 0;
+    for (; *s && k + 7 < n; s++) {
+        const char *hit = strchr(from, *s);
+        k += (size_t)snprintf(out + k, n - k, "%s", hit ? to[hit - from] : (char[]){*s, 0});
+    }
+    out[k] = '\0';
+}
+
 /* Every sanity warning of job 1's evaluations is a warning box. */
 static void expect_warnings_shown(const char *html)
 {
+    char text[1024];
     char *out;
     ck_assert_int_eq(CTL(&out, "--json", "results", "1"), 0);
     json_t *r = json_loads(out, 0, NULL), *e, *w;
@@ -333,7 +347,8 @@ static void expect_warnings_shown(const char *html)
     json_array_foreach(json_object_get(r, "results"), i, e) {
         json_array_foreach(json_object_get(e, "warnings"), k, w) {
             const char *box = strstr(html, "<p class=\"warn\"><b>Warning</b>");
-            ck_assert_msg(box && strstr(box, json_string_value(w)), "warning '%s' not shown",
+            escaped(json_string_value(w), text, sizeof text);
+            ck_assert_msg(box && strstr(box, text), "warning '%s' not shown",
                           json_string_value(w));
         }
     }
