@@ -6,7 +6,7 @@
 #   make demo       start advd, PGD-train cnn-small, evaluate it with APGD-CE (scripts/demo.sh)
 #   make check      build and run every Check test and the Python client's (pytest)
 #   make check-browser  only advctl report's test (tidy, headless Chromium)
-#   make check-asan the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make check-asan the Check programs under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz       each parser's libFuzzer harness (tests/fuzz/) for FUZZ_S=60
 #                   seconds, with clang (build-fuzz/, scripts/fuzz.sh)
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py,
@@ -139,14 +139,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 # Each test file is its own Check program; all of them run even if one fails.
 # test_daemon starts the advd of this build (ADV_BIN); test_advctl runs
 # this build's advctl (ADVCTL_BIN) against it.
-check: $(TEST_BIN) $(FUZZ_BIN) $(BIN)/advd $(BIN)/advctl
-	@fail=0; for t in $(TEST_BIN) $(TEST_SH) $(FUZZ_BIN); do \
+# CHECK_C_ONLY=1 (check-asan): the Check programs alone; the shell tests
+# check files and scripts, the Python tests Python, and make fuzz replays
+# the saved inputs under the sanitizers itself.
+CHECK_C_ONLY ?= 0
+CHECK_MORE := $(if $(filter 1,$(CHECK_C_ONLY)),,$(TEST_SH) $(FUZZ_BIN))
+check: $(TEST_BIN) $(if $(filter 1,$(CHECK_C_ONLY)),,$(FUZZ_BIN)) $(BIN)/advd $(BIN)/advctl
+	@fail=0; for t in $(TEST_BIN) $(CHECK_MORE); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
 	done; \
+	if [ "$(CHECK_C_ONLY)" != 1 ]; then \
 	echo "== tests/python"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	ADVCTL_BIN=$(BIN)/advctl PYTHONDONTWRITEBYTECODE=1 \
-	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python || fail=1; \
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python || fail=1; fi; \
 	exit $$fail
 
 # The report's test alone: `advctl report` of real jobs checked with tidy,
@@ -159,7 +165,7 @@ check-browser: $(BUILD)/tests/test_report $(BIN)/advd $(BIN)/advctl
 check-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    CFLAGS="-O1 -g" check
+	    CFLAGS="-O1 -g" CHECK_C_ONLY=1 check
 
 # Fuzz harnesses (tests/fuzz/): each links FUZZ_MAIN, by default the
 # replay driver tests/fuzz/replay.c, which make check runs over the saved

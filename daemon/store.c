@@ -31,9 +31,12 @@
  * Version 4 moves checkpoint bytes into files (daemon/ckptfile.h) and adds
  * a note for the job's owner:
  *   checkpoints.file: the file in the checkpoint folder holding the bytes
- *        (state is then empty; rows from before keep their blob, file NULL)
+ *        (state is then empty; rows from before keep their blob, file NULL,
+ *        until the daemon's start moves them out: adv_store_ckpt_unblob)
  *   jobs.warning: the last thing the job's owner should know (a checkpoint
  *        that failed its checksum and was skipped, say); NULL: none
+ * Version 5: jobs.kind may be 'import' (advctl import: a job holding one
+ *        checkpoint of a model trained elsewhere, never run).
  * Version 6: drift monitors (daemon/monitor_db.c, which reads and writes
  * them through adv_store_sqlite):
  *   monitors: one per training job, on one checkpoint, with its window
