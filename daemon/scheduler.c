@@ -199,10 +199,10 @@ static void stop_unrecorded(advd_worker *w, const char *what, const char *err)
 {
     advd_log(w->d, "job %lld: cannot record %s: %s; ending the attempt", (long long)w->job, what,
              err);
+    char why[CORE_ERRLEN + 64];
+    snprintf(why, sizeof why, "cannot record %s: %s", what, err);
     free(w->error);
-    w->error = malloc(strlen(what) + strlen(err) + 32);
-    if (w->error)
-        sprintf(w->error, "cannot record %s: %s", what, err);
+    w->error = strdup(why);
     worker_kill(w);
 }
 
