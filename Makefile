@@ -24,7 +24,8 @@ ifeq ($(ADV_INNER),)
 GOALS    := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
 NO_DEPS  := clean uninstall
 DEPS_FOR := $(strip $(filter bench,$(GOALS)) $(filter fuzz,$(GOALS)) $(filter deb,$(GOALS)) \
-              $(if $(filter check check-asan check-browser,$(GOALS)),report))
+              $(if $(filter check check-asan check-browser,$(GOALS)),report slurm) \
+              $(if $(filter all check demo bench deps,$(GOALS)),mpi))
 .PHONY: $(GOALS) adv-outer
 adv-outer:
 ifneq ($(filter-out $(NO_DEPS),$(GOALS)),)
@@ -67,11 +68,17 @@ UV_LIBS  := $(shell pkg-config --libs libuv 2>/dev/null)
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PROTO_SRC := $(wildcard proto/*.c)
-DAEMON_LIB_SRC := daemon/store.c daemon/ckptfile.c
+DAEMON_LIB_SRC := daemon/store.c daemon/ckptfile.c daemon/launch.c
 ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
-# The daemon's program: everything else in daemon/ (main, server, ...).
-ADVD_SRC := $(filter-out $(DAEMON_LIB_SRC),$(wildcard daemon/*.c))
+# The daemon's program: everything else in daemon/ (main, server, ...)
+# but the MPI worker's main.
+ADVD_SRC := $(filter-out $(DAEMON_LIB_SRC) daemon/worker_mpi.c,$(wildcard daemon/*.c))
 ADVD_OBJ := $(ADVD_SRC:%.c=$(BUILD)/%.o)
+# bin/advd-worker-mpi, the worker on the ranks of an Open MPI job (issue
+# 13): built where Open MPI's pkg-config file is (make deps installs it;
+# MPI=0 skips it). The daemon itself never links MPI.
+MPI      ?= $(if $(shell pkg-config --exists ompi-c 2>/dev/null && echo y),1,0)
+MPI_WORKER := $(if $(filter 1,$(MPI)),$(BIN)/advd-worker-mpi)
 # The client, bin/advctl: proto/ for the protocol and job specs, libcore
 # for reading checkpoints (export).
 CLIENT_SRC := $(wildcard client/*.c)
@@ -85,7 +92,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps demo check check-asan bench clean
-all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl $(BIN)/advload
+all: $(BIN)/advbench $(BIN)/advd $(BIN)/advctl $(BIN)/advload $(MPI_WORKER)
 
 deps:
 	@sh scripts/deps.sh
@@ -127,6 +134,17 @@ $(BIN)/advd: $(ADVD_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) $^ $(ADV_LIBS) $(UV_LIBS) $(CORE_LIBS) -o $@
 
+$(BUILD)/daemon/worker_mpi.o: override CFLAGS += $(shell pkg-config --cflags ompi-c 2>/dev/null)
+# The worker's parts of the daemon, as an archive: the linker takes
+# worker.o and what it calls, none of the event loop.
+$(BUILD)/libadvdw.a: $(filter-out $(BUILD)/daemon/main.o,$(ADVD_OBJ))
+	ar rcs $@ $^
+$(BIN)/advd-worker-mpi: $(BUILD)/daemon/worker_mpi.o $(BUILD)/libadvdw.a $(BUILD)/libadvd.a \
+                        $(BUILD)/libcore.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs ompi-c 2>/dev/null) $(ADV_LIBS) $(UV_LIBS) \
+	    $(CORE_LIBS) -lpthread -o $@
+
 $(CLIENT_OBJ): $(wildcard proto/*.h client/*.h)
 $(BIN)/advctl: $(CLIENT_OBJ) $(BUILD)/libadvd.a $(BUILD)/libcore.a
 	@mkdir -p $(BIN)
@@ -144,7 +162,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libadvd.a $(BUILD)/libcore.a
 # the saved inputs under the sanitizers itself.
 CHECK_C_ONLY ?= 0
 CHECK_MORE := $(if $(filter 1,$(CHECK_C_ONLY)),,$(TEST_SH) $(FUZZ_BIN))
-check: $(TEST_BIN) $(if $(filter 1,$(CHECK_C_ONLY)),,$(FUZZ_BIN)) $(BIN)/advd $(BIN)/advctl
+check: $(TEST_BIN) $(if $(filter 1,$(CHECK_C_ONLY)),,$(FUZZ_BIN)) $(BIN)/advd $(BIN)/advctl \
+       $(MPI_WORKER)
 	@fail=0; for t in $(TEST_BIN) $(CHECK_MORE); do \
 	    echo "== $$t"; ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd \
 	    ADVCTL_BIN=$(BIN)/advctl ./$$t || fail=1; \
@@ -162,10 +181,12 @@ check-browser: $(BUILD)/tests/test_report $(BIN)/advd $(BIN)/advctl
 	ADV_TEST_TMP=$${TMPDIR:-/tmp} ADV_BIN=$(BIN)/advd ADVCTL_BIN=$(BIN)/advctl \
 	    ./$(BUILD)/tests/test_report
 
+# check-asan: MPI=0, no MPI worker (test_mpi says it skips): Open MPI's
+# own allocations are no business of the sanitizers.
 check-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    CFLAGS="-O1 -g" CHECK_C_ONLY=1 check
+	    CFLAGS="-O1 -g" CHECK_C_ONLY=1 MPI=0 check
 
 # Fuzz harnesses (tests/fuzz/): each links FUZZ_MAIN, by default the
 # replay driver tests/fuzz/replay.c, which make check runs over the saved

@@ -175,11 +175,12 @@ int cmd_status(ctl *c, int argc, char **argv)
     printf("job %lld (%s) '%s' of %s (uid %lld): %s, %.0f%%\n", integer(r, "id"), str(r, "kind"),
            str(r, "name"), str(r, "user"), integer(r, "owner"), str(r, "state"),
            100 * json_number_value(json_object_get(r, "progress")));
-    printf("created %s  started %s  finished %s  attempts %lld  priority %lld\n",
+    json_t *procs = json_object_get(json_object_get(r, "spec"), "procs");
+    printf("created %s  started %s  finished %s  attempts %lld  priority %lld  procs %lld\n",
            when(json_object_get(r, "created"), t1, sizeof t1),
            when(json_object_get(r, "started"), t2, sizeof t2),
            when(json_object_get(r, "finished"), t3, sizeof t3), integer(r, "attempts"),
-           integer(r, "priority"));
+           integer(r, "priority"), json_is_integer(procs) ? (long long)json_integer_value(procs) : 1);
     if (json_is_integer(json_object_get(r, "parent")))
         printf("parent: job %lld\n", integer(r, "parent"));
     print_lineage(r);

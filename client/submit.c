@@ -24,6 +24,7 @@ static const ctl_flag train_flags[] = {
     {"--train-limit", "train_limit", CTL_INT}, {"--val-size", "val_size", CTL_INT},
     {"--val-robust-size", "val_robust_size", CTL_INT},
     {"--seed", "seed", CTL_INT},           {"--priority", "priority", CTL_INT},
+    {"--procs", "procs", CTL_INT},
     {"--checkpoint-every", "checkpoint_every", CTL_INT},
     {"--init", "init", CTL_INIT},          {"--train-layers", "train_layers", CTL_STR},
     {"--augment-crop", "augment_crop", CTL_INT},
@@ -40,6 +41,7 @@ static const ctl_flag train_flags[] = {
 
 static const ctl_flag eval_flags[] = {
     {"--name", "name", CTL_STR},         {"--priority", "priority", CTL_INT},
+    {"--procs", "procs", CTL_INT},
     {"--attack", "attack", CTL_STR},     {"--suite", "suite", CTL_STR},
     {"--steps", "steps", CTL_INT},       {"--restarts", "restarts", CTL_INT},
     {"--alpha", "alpha", CTL_FLOAT},     {"--norm", "norm", CTL_STR},

@@ -389,7 +389,7 @@ void core_ascent(const core_ascent_cfg *cfg, core_model *m, core_attack_ws *ws,
         memcpy(x_adv, x, (size_t)n * ws->dim * sizeof(float));
         return;
     }
-    ascent_round(cfg, m, ws, x, n, stream, NULL, 0, fn, ctx, x_adv);
+    ascent_round(cfg, m, ws, x, n, stream, cfg->ids, 0, fn, ctx, x_adv);
 }
 
 /* ---- FGSM, PGD, noise ---------------------------------------------------- */

@@ -85,6 +85,8 @@ typedef struct {
     int steps;
     int random_start;   /* 1: uniform in the ball; 2: x + 0.001 * N(0,1) (TRADES) */
     uint64_t seed;
+    const int *ids;     /* example i draws its noise as example ids[i] (NULL: as i); a
+                           data-parallel rank passes its share's places in the batch */
 } core_ascent_cfg;
 
 /* The default PGD step size, 2.5 * eps / steps (Madry et al.): the one

@@ -28,6 +28,8 @@ int core_eval_out_alloc(const core_eval_cfg *c, int n, int nclass, core_eval_out
         core_eval_out_free(o);
         return core_errf(err, "out of memory for the results of %d examples", n);
     }
+    if (o->adv_logits) /* zero outside a range: ranks' rows merge by a sum */
+        memset(o->adv_logits, 0, sizeof(float) * (size_t)nclass * (size_t)n);
     return 0;
 }
 
@@ -162,24 +164,32 @@ int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *
     return k;
 }
 
-int core_eval_final(core_model *m, core_attack_ws *ws, const core_dataset *ds, float eps,
-                    core_norm norm, uint64_t seed, int batch, double *clean_acc,
-                    double *pgd20_acc, char *err)
+int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
+                    const core_dataset *ds, double *clean_acc, double *pgd20_acc, char *err)
 {
-    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, eps);
+    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, c->eps);
     core_eval_result clean, rob;
     a.steps = 20;
-    a.norm = norm;
-    a.seed = seed;
+    a.norm = c->norm;
+    a.seed = c->seed;
+    int lo, hi;
+    core_dist_range(ds->n, c->batch, core_dist_rank(c->dist), core_dist_size(c->dist), &lo, &hi);
     int *idx = core_alloc(sizeof(int) * (size_t)ds->n + 1);
     if (!idx)
         return core_errf(err, "out of memory for %d test images", ds->n);
     for (int i = 0; i < ds->n; i++)
         idx[i] = i;
-    int rc = core_evaluate(m, ws, ds, idx, ds->n, batch, NULL, 0, &clean, err) ||
-             core_evaluate(m, ws, ds, idx, ds->n, batch, &a, CORE_STREAM_USER, &rob, err);
+    /* core_evaluate keys batch b of its range by stream + (b << 24): a
+     * range from lo continues the whole set's keys. */
+    int rc = core_evaluate(m, ws, ds, idx + lo, hi - lo, c->batch, NULL, 0, &clean, err) ||
+             core_evaluate(m, ws, ds, idx + lo, hi - lo, c->batch, &a,
+                           CORE_STREAM_USER + ((uint64_t)lo << 24), &rob, err);
     core_free(idx);
-    *clean_acc = rc ? NAN : clean.clean_acc;
-    *pgd20_acc = rc ? NAN : rob.robust_acc;
+    double counts[2] = {hi > lo ? clean.clean_acc * (hi - lo) : 0.0,
+                        hi > lo ? rob.robust_acc * (hi - lo) : 0.0};
+    if (rc == 0 && core_dist_sum(c->dist, counts, 2, CORE_DIST_F64, err))
+        rc = -1;
+    *clean_acc = rc || !ds->n ? NAN : round(counts[0]) / ds->n;
+    *pgd20_acc = rc || !ds->n ? NAN : round(counts[1]) / ds->n;
     return rc ? -1 : 0;
 }

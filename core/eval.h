@@ -21,6 +21,7 @@
 
 #include "attack.h"
 #include "data.h"
+#include "dist.h"
 #include "indicators.h"
 #include "model.h"
 
@@ -44,7 +45,8 @@ typedef struct {
     void *ctx;
 } core_eval_hooks;
 
-/* Per-example results of a set of n examples; a range fills its part. */
+/* Per-example results of a set of n examples; a range fills its part, and
+ * the rest stays zero (so that ranges' results also merge by a sum). */
 typedef struct {
     int n, neps, nclass;
     uint8_t *clean_ok;          /* n: 1 = classified correctly */
@@ -81,11 +83,19 @@ int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *
                          core_attack_kind *kinds, char *err);
 
 /* The evaluation that closes a training run (the daemon's and advbench
- * train's): clean accuracy and PGD-20 (default step, random start, the
- * given norm, eps and seed) on the whole of ds, in batches of `batch`
- * through ws (sized for it). */
-int core_eval_final(core_model *m, core_attack_ws *ws, const core_dataset *ds, float eps,
-                    core_norm norm, uint64_t seed, int batch, double *clean_acc,
-                    double *pgd20_acc, char *err);
+ * train's): clean accuracy and PGD-20 (default step, random start) on the
+ * whole of a data set, in batches of `batch` through a ws sized for it.
+ * With dist, each rank evaluates its whole batches (core_dist_range) and
+ * the counts are summed: every rank gets the one-process figures. */
+typedef struct {
+    float eps;
+    core_norm norm;
+    uint64_t seed;
+    int batch;
+    core_dist *dist;            /* NULL: one process */
+} core_final_cfg;
+
+int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
+                    const core_dataset *ds, double *clean_acc, double *pgd20_acc, char *err);
 
 #endif

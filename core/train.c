@@ -164,6 +164,7 @@ void core_trainer_free(core_trainer *t)
     core_free(t->dlogits);
     core_free(t->probs);
     core_free(t->x_mix);
+    core_free(t->ids);
     core_free(t->snapshot);
     core_free(t->opt_snapshot);
     free(t);
@@ -214,9 +215,11 @@ static void make_adversarial(core_trainer *t, int n, float eps, core_logit_loss_
         .norm = c->norm, .eps = eps, .alpha = step_size(c, eps),
         .steps = c->method == CORE_METHOD_FGSM_RS ? 1 : c->steps,
         .random_start = c->method == CORE_METHOD_TRADES ? 2 : 1, .seed = c->seed,
+        .ids = t->dist ? t->ids : NULL,
     };
-    core_ascent(&a, t->model, t->ws, t->x, nadv, CORE_STREAM_ATTACK + (uint64_t)t->progress.step,
-                fn, ctx, t->x_adv);
+    if (nadv > 0)
+        core_ascent(&a, t->model, t->ws, t->x, nadv,
+                    CORE_STREAM_ATTACK + (uint64_t)t->progress.step, fn, ctx, t->x_adv);
     memcpy(t->x_adv + (size_t)nadv * dim, t->x + (size_t)nadv * dim,
            sizeof(float) * (size_t)(n - nadv) * dim);
 }
@@ -272,21 +275,28 @@ static float trades_step(core_trainer *t, int n, float eps, int *correct)
     return ce + beta * (float)(kl_total / n);
 }
 
-/* AugMix's Jensen-Shannon term on the batch x and its two views:
- * lambda * JS(p_x, p_1, p_2), JS = mean_i KL(p_i || M), M their mean. Its
- * gradient with respect to view i's probabilities is lambda (log p_i -
- * log M) / 3; through the softmax, dz = p (g - <p, g>). Accumulates
- * parameter gradients; returns the term. */
-static float augmix_step(core_trainer *t, int n, char *err)
+/* AugMix's batch and two views of the gathered batch of n into x_mix,
+ * before a rank takes its share, so the views are one process's. */
+static int augmix_views(core_trainer *t, int n, char *err)
+{
+    const size_t per = (size_t)n * core_shape_size(t->data->shape);
+    memcpy(t->x_mix, t->x, sizeof(float) * per);
+    for (int v = 0; v < 2; v++)
+        if (core_augmix(&t->cfg.augment, t->x, t->x_mix + (1 + v) * per, n, t->data->shape,
+                        t->cfg.seed, t->progress.step, v, err))
+            return -1;
+    return 0;
+}
+
+/* AugMix's Jensen-Shannon term on the batch x and its two views (x_mix,
+ * augmix_views): lambda * JS(p_x, p_1, p_2), JS = mean_i KL(p_i || M), M
+ * their mean. Its gradient with respect to view i's probabilities is
+ * lambda (log p_i - log M) / 3; through the softmax, dz = p (g - <p, g>).
+ * Accumulates parameter gradients; returns the term. */
+static float augmix_step(core_trainer *t, int n)
 {
     const core_augment_cfg *a = &t->cfg.augment;
     const int C = t->model->nclass;
-    const size_t dim = core_shape_size(t->data->shape), per = (size_t)n * dim;
-    memcpy(t->x_mix, t->x, sizeof(float) * per);
-    for (int v = 0; v < 2; v++)
-        if (core_augmix(a, t->x, t->x_mix + (1 + v) * per, n, t->data->shape, t->cfg.seed,
-                        t->progress.step, v, err))
-            return NAN;
     float *p = t->probs;
     core_softmax(core_model_forward(t->model, t->x_mix, 3 * n), p, 3 * n, C);
     double js = 0.0;
@@ -312,6 +322,8 @@ static float augmix_step(core_trainer *t, int n, char *err)
     return a->augmix_js * (float)(js / n);
 }
 
+/* One batch's gradients of this rank's n examples (all of them in one
+ * process); returns their mean loss, counts the correct ones. */
 static float train_batch(core_trainer *t, int n, float eps, int *correct)
 {
     const core_train_cfg *c = &t->cfg;
@@ -321,10 +333,13 @@ static float train_batch(core_trainer *t, int n, float eps, int *correct)
         return trades_step(t, n, eps, correct);
     case CORE_METHOD_PGD:
     case CORE_METHOD_FGSM_RS: {
-        int nadv = c->method == CORE_METHOD_PGD ? (int)lroundf(c->mix * (float)n) : n;
+        /* The first nadv of the global batch are attacked; of them, this
+         * rank holds those from its share's start lo. */
+        int nadv = c->method == CORE_METHOD_PGD ? (int)lroundf(c->mix * (float)t->bn) : t->bn;
         if (eps <= 0.0f || nadv < 1)
             return ce_step(t, t->x, n, correct);
-        make_adversarial(t, n, eps, ce_loss_fn, t->y, nadv);
+        int mine = nadv - t->lo < 0 ? 0 : nadv - t->lo > n ? n : nadv - t->lo;
+        make_adversarial(t, n, eps, ce_loss_fn, t->y, mine);
         return ce_step(t, t->x_adv, n, correct);
     }
     case CORE_METHOD_CLEAN:
@@ -438,11 +453,92 @@ static int finish_epoch(core_trainer *t, double t0, int64_t seen0, const core_tr
     return h && h->on_epoch && h->on_epoch(h->ctx, &info) ? 1 : 0;
 }
 
+/* Data parallel: this rank's share of the gathered batch of n moved to
+ * the front of the batch buffers (and of AugMix's views); *count set. */
+static void take_share(core_trainer *t, int n, int *count)
+{
+    const size_t dim = core_shape_size(t->data->shape);
+    int lo;
+    core_dist_share(n, t->dist->rank, t->dist->size, &lo, count);
+    const size_t k = (size_t)*count;
+    memmove(t->x, t->x + lo * dim, sizeof(float) * k * dim);
+    memmove(t->y, t->y + lo, sizeof(int) * k);
+    for (int v = 0; t->x_mix && v < 3; v++)
+        memmove(t->x_mix + v * k * dim, t->x_mix + ((size_t)v * n + lo) * dim,
+                sizeof(float) * k * dim);
+    for (int i = 0; i < *count; i++)
+        t->ids[i] = lo + i;
+    t->lo = lo;
+}
+
+/* Data parallel: the global batch's gradient (each rank's mean over its
+ * share, weighted by the share's size, summed over ranks), loss and
+ * correct count. */
+static int reduce_batch(core_trainer *t, int count, float *loss, int *correct, char *err)
+{
+    core_model *m = t->model;
+    const float w = (float)count / (float)t->bn;
+    float *g = m->grads + m->frozen;
+    const size_t ng = (size_t)(m->nparams - m->frozen);
+    for (size_t i = 0; i < ng; i++)
+        g[i] *= w;
+    double tot[2] = {(double)*loss * count, (double)*correct};
+    if (core_dist_sum(t->dist, g, ng, CORE_DIST_F32, err) ||
+        core_dist_sum(t->dist, tot, 2, CORE_DIST_F64, err))
+        return -1;
+    *loss = (float)(tot[0] / t->bn);
+    *correct = (int)tot[1];
+    return 0;
+}
+
+/* Batch b of the epoch gathered and augmented (the whole global batch on
+ * every rank), then this rank's share taken; returns its size, -1. */
+static int load_batch(core_trainer *t, int b, char *err)
+{
+    const int B = t->cfg.batch;
+    int n = b * B + B <= t->split.ntrain ? B : t->split.ntrain - b * B, count = n;
+    core_dataset_gather(t->data, t->order + (size_t)b * B, n, t->x, t->y);
+    if (core_augment_batch(&t->cfg.augment, t->x, n, t->data->shape, t->cfg.seed,
+                           t->progress.step, err) ||
+        (t->cfg.augment.augmix && augmix_views(t, n, err)))
+        return -1;
+    t->bn = n;
+    t->lo = 0;
+    if (t->dist)
+        take_share(t, n, &count);
+    return count;
+}
+
+/* One optimiser step on batch b; its loss and correct count (global). */
+static int step_batch(core_trainer *t, int b, float *loss, int *correct, char *err)
+{
+    core_progress *p = &t->progress;
+    int count = load_batch(t, b, err);
+    if (count < 0)
+        return -1;
+    core_sched_point sp = sched_at(t, p->step);
+    *correct = 0;
+    *loss = count ? train_batch(t, count, eps_at(t, p->step), correct) : 0.0f;
+    if (count && t->cfg.augment.augmix)
+        *loss += augmix_step(t, count);
+    if (!count)
+        core_model_zero_grad(t->model);
+    if (t->dist && reduce_batch(t, count, loss, correct, err))
+        return -1;
+    core_optim_step(&t->opt, t->model->params + t->model->frozen,
+                    t->model->grads + t->model->frozen, sp.lr, sp.momentum);
+    p->step++;
+    p->loss_sum += (double)*loss * t->bn;
+    p->correct += *correct;
+    p->seen += t->bn;
+    return 0;
+}
+
 /* Runs the rest of the current epoch; 1 when a hook asked to stop. */
 static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
 {
     core_progress *p = &t->progress;
-    const int B = t->cfg.batch, bpe = t->batches_per_epoch;
+    const int bpe = t->batches_per_epoch;
     memcpy(t->order, t->split.train, sizeof(int) * (size_t)t->split.ntrain);
     core_rng_shuffle(t->cfg.seed, CORE_STREAM_SHUFFLE + (uint64_t)p->epoch, t->order,
                      t->split.ntrain);
@@ -452,33 +548,29 @@ static int run_epoch(core_trainer *t, const core_train_hooks *h, char *err)
     double t0 = core_now_s();
     int64_t seen0 = p->seen;
     for (int b = first; b < bpe; b++) {
-        int n = b * B + B <= t->split.ntrain ? B : t->split.ntrain - b * B;
-        core_dataset_gather(t->data, t->order + (size_t)b * B, n, t->x, t->y);
-        if (core_augment_batch(&t->cfg.augment, t->x, n, t->data->shape, t->cfg.seed, p->step,
-                               err))
+        float loss;
+        int correct;
+        if (step_batch(t, b, &loss, &correct, err))
             return -1;
-        core_sched_point sp = sched_at(t, p->step);
-        float eps = eps_at(t, p->step);
-        int correct = 0;
-        float loss = train_batch(t, n, eps, &correct);
-        if (t->cfg.augment.augmix && isnan(loss += augmix_step(t, n, err)))
-            return -1;
-        core_optim_step(&t->opt, t->model->params + t->model->frozen,
-                        t->model->grads + t->model->frozen, sp.lr, sp.momentum);
-        p->step++;
-        p->loss_sum += (double)loss * n;
-        p->correct += correct;
-        p->seen += n;
         double dt = core_now_s() - t0;
         core_batch_info bi = {
             .step = p->step, .epoch = (int)p->epoch, .batch = b, .batches = bpe, .loss = loss,
-            .acc = (float)correct / (float)n, .lr = sp.lr, .eps = eps,
+            .acc = (float)correct / (float)t->bn, .lr = sched_at(t, p->step - 1).lr,
+            .eps = eps_at(t, p->step - 1),
             .images_per_s = dt > 0 ? (double)(p->seen - seen0) / dt : 0.0,
         };
         if (h && h->on_batch && h->on_batch(h->ctx, &bi))
             return 1;
     }
     return finish_epoch(t, t0, seen0, h, err);
+}
+
+int core_trainer_set_dist(core_trainer *t, core_dist *d, char *err)
+{
+    t->dist = d && d->size > 1 ? d : NULL;
+    if (t->dist && !t->ids && !(t->ids = core_alloc(sizeof(int) * (size_t)t->cfg.batch)))
+        return core_errf(err, "out of memory");
+    return 0;
 }
 
 int core_trainer_run(core_trainer *t, const core_train_hooks *hooks, char *err)

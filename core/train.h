@@ -30,6 +30,7 @@
 #include "attack.h"
 #include "augment.h"
 #include "data.h"
+#include "dist.h"
 #include "optim.h"
 #include "state.h"
 
@@ -114,6 +115,11 @@ typedef struct {
     float *x, *x_adv, *dlogits, *probs;
     int *y;
     float *x_mix;           /* AugMix: the batch and its two views, 3 x batch */
+    /* Data parallel (core_trainer_set_dist): this rank's share of the
+     * batch in progress, [lo, lo + count) of its bn examples. */
+    core_dist *dist;
+    int *ids;               /* lo, lo + 1, ...: the share's noise keys */
+    int bn, lo;
     /* fgsm-rs guard: weights and optimiser at the start of the epoch. */
     float *snapshot;
     uint8_t *opt_snapshot;
@@ -132,6 +138,15 @@ void core_trainer_free(core_trainer *t);
  * before training starts. */
 int core_trainer_init_from(core_trainer *t, const uint8_t *buf, size_t len, int *reinit,
                            char *err);
+
+/* Train on d's ranks: every rank gathers and augments the whole global
+ * batch (the same bytes as one process), attacks and back-propagates its
+ * share, then the gradients are summed over ranks (one call on the one
+ * gradient buffer) and every rank takes the same optimiser step, so the
+ * parameters stay equal on every rank. The loss, accuracy and images/s
+ * reported are the global batch's. Validation and the fgsm-rs guard run
+ * on every rank alike. d must outlive the trainer; NULL: one process. */
+int core_trainer_set_dist(core_trainer *t, core_dist *d, char *err);
 
 /* Train until cfg.epochs are done or a hook asks to stop. Returns 0 when
  * training finished, 1 when a hook stopped it, -1 on error. */

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <uv.h>
 
+#include "core/dist.h"
 #include "daemon/store.h"
 #include "proto/proto.h"
 
@@ -62,6 +63,16 @@
       "points per side of a monitor's MMD test (more are subsampled)")                          \
     X(drift_sigma, REAL, drift_sigma, 0.1, 100, "K",                                             \
       "a monitor's CBPE alarm: outside the reference windows' mean +- K sd")                    \
+    X(launcher, LAUNCHER, launcher, 0, 0, "NAME",                                                \
+      "how a job's worker starts: local, mpirun or slurm (procs > 1: not local)")               \
+    X(mpirun_args, WORDS, mpirun_args, 0, 0, "ARGS",                                            \
+      "mpirun's options before the worker's name (launcher mpirun)")                            \
+    X(salloc_args, WORDS, salloc_args, 0, 0, "ARGS",                                            \
+      "salloc's options: partition, time limit, ... (launcher slurm)")                          \
+    X(srun_args, WORDS, srun_args, 0, 0, "ARGS",                                                \
+      "srun's options before the worker's name (launcher slurm)")                               \
+    X(worker_mpi, PATH, worker_mpi, 0, 0, "PATH",                                               \
+      "the MPI worker (default: advd-worker-mpi beside advd)")                                  \
     X(foreground, BOOL, foreground, 0, 1, "", "log to stderr and do not detach")
 
 typedef struct {
@@ -84,6 +95,9 @@ typedef struct {
     double drift_alpha;    /* drift monitors (monitor.c, core/drift.h) */
     int drift_permutations, drift_points;
     double drift_sigma;
+    int launcher;          /* advd_launcher (launch.h) */
+    char mpirun_args[1024], salloc_args[1024], srun_args[1024];
+    char worker_mpi[4096]; /* "": advd-worker-mpi beside advd */
     int foreground;        /* log to stderr instead of a file next to the db */
 } advd_options;
 
@@ -195,6 +209,7 @@ void advd_scheduler_shutdown(advd *d);    /* ask every worker to checkpoint and 
 void advd_scheduler_kill(advd *d);        /* second signal: kill them now */
 
 /* worker.c: the entry point of `advd --worker`. */
-int advd_worker_main(void);
+/* dist: the MPI worker's ranks (daemon/worker_mpi.c); NULL: one process. */
+int advd_worker_main(core_dist *dist);
 
 #endif

@@ -368,7 +368,7 @@ static void finish(advd *d)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "--worker"))
-        return advd_worker_main();
+        return advd_worker_main(NULL);
     advd d = {.lock_fd = -1};
     char err[CORE_ERRLEN] = "";
     int rc = parse_args(argc, argv, &d.opt, err);

@@ -13,15 +13,18 @@
  *   name     a user or group name (or empty)
  *   bool     true/yes/1 or false/no/0
  *   real     a decimal number in [lo, hi]
+ *   words    command-line arguments separated by blanks (or empty)
+ *   launcher local, mpirun or slurm (launch.h)
  */
 #include "advd.h"
+#include "daemon/launch.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef enum { OPT_PATH, OPT_COUNT, OPT_SECONDS, OPT_BYTES, OPT_MODE, OPT_NAME, OPT_BOOL,
-               OPT_REAL } opt_kind;
+               OPT_REAL, OPT_WORDS, OPT_LAUNCHER } opt_kind;
 
 typedef struct {
     const char *key;     /* configuration-file name; --key with '-' for '_' */
@@ -43,7 +46,8 @@ static const opt_def opt_table[] = {ADVD_OPTIONS(ADVD_OPT_DEF)};
 static const char *kind_name(opt_kind k)
 {
     static const char *names[] = {"a path", "an integer", "seconds", "a size (K, M, G)",
-                                  "an octal mode", "a name", "true or false", "a number"};
+                                  "an octal mode", "a name", "true or false", "a number",
+                                  "arguments", "local, mpirun or slurm"};
     return names[k];
 }
 
@@ -97,8 +101,11 @@ static int set_value(advd_options *opts, const opt_def *o, const char *v, char *
     char *field = (char *)opts + o->off;
     double n;
     switch (o->kind) {
+    case OPT_LAUNCHER:
+        return advd_launcher_parse(v, (int *)field) ? bad(o, v, err) : 0;
     case OPT_PATH:
     case OPT_NAME:
+    case OPT_WORDS:
         if ((o->kind == OPT_PATH && !*v) || strlen(v) >= o->size)
             return core_errf(err, "invalid '%s': expected %s of %s1 to %zu bytes", o->key,
                              kind_name(o->kind), "", o->size - 1);
@@ -191,6 +198,12 @@ void advd_options_defaults(advd_options *o)
         .drift_permutations = 100,
         .drift_points = 1000,
         .drift_sigma = 3.0,
+        .launcher = ADVD_LAUNCH_LOCAL,
+        /* Open MPI binds each rank to one core by default: a rank's
+         * OpenMP threads would share it. Debian's Open MPI starts under
+         * srun through PMIx only. */
+        .mpirun_args = "--bind-to none",
+        .srun_args = "--mpi=pmix",
     };
 }
 

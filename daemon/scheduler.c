@@ -35,11 +35,17 @@
 #include <unistd.h>
 
 #include "daemon/ckptfile.h"
+#include "daemon/launch.h"
 #include "proto/worker.h"
 
 enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN };
 enum { DONE_NONE, DONE_SUCCEEDED, DONE_STOPPED };
 #define TAIL_MAX 2048
+/* A worker's stderr lines reach the daemon's log cut to this. */
+#define LOG_LINE_MAX 512
+/* mpirun and salloc get SIGTERM first (they end their ranks, salloc gives
+ * the allocation back), then SIGKILL this much later. */
+#define KILL_TERM_MS 5000
 #define NHANDLES 5
 
 struct advd_worker {
@@ -51,6 +57,9 @@ struct advd_worker {
     int keep;                   /* train: checkpoints to keep */
     int64_t eval_ckpt;          /* eval: the checkpoint it evaluates */
     int64_t last_ckpt;          /* train: the latest checkpoint it stored */
+    int procs;                  /* the spec's processes (MPI ranks) */
+    int launcher;               /* the daemon's, when it started (launch.h) */
+    int term_sent;              /* mpirun, salloc: SIGTERM sent, SIGKILL next */
     pid_t pid;                  /* 0 until spawned */
     int pidfd;                  /* readable once it exits (pidfd_open); -1: none */
     uv_poll_t exitw;            /* watches pidfd */
@@ -68,6 +77,8 @@ struct advd_worker {
     adv_linebuf msgs;
     char tail[TAIL_MAX];        /* the end of its stderr */
     size_t tail_len;
+    char line[LOG_LINE_MAX];    /* a stderr line not yet logged */
+    size_t line_len;
     char rbuf[65536];
 };
 
@@ -78,11 +89,29 @@ typedef struct {
 
 static void worker_check_end(advd_worker *w);
 
-/* SIGKILL, unless it is not running (never started, or reaped). */
+static void on_kill_timer(uv_timer_t *t);
+
+/* SIGKILL, unless it is not running (never started, or reaped). mpirun
+ * and salloc get SIGTERM first, so that they end their ranks (a rank's
+ * parent death signal would too, but srun's ranks are not salloc's
+ * children) and salloc gives its allocation back: SIGKILL follows after
+ * KILL_TERM_MS. */
 static void worker_kill(advd_worker *w)
 {
-    if (w->pid > 0 && !w->exited)
+    if (w->pid <= 0 || w->exited)
+        return;
+    if (w->launcher == ADVD_LAUNCH_LOCAL || w->term_sent) {
         kill(w->pid, SIGKILL);
+        return;
+    }
+    w->term_sent = 1;
+    kill(w->pid, SIGTERM);
+    uv_timer_start(&w->grace, on_kill_timer, KILL_TERM_MS, 0);
+}
+
+static void on_kill_timer(uv_timer_t *t)
+{
+    worker_kill(t->data);
 }
 static int start_job(advd *d, adv_job *j);
 
@@ -386,15 +415,36 @@ static void on_worker_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     worker_check_end(w);
 }
 
+/* Each line the worker wrote on stderr into the daemon's log (an MPI
+ * worker's begin "rank N: "; mpirun's and srun's own say which rank
+ * ended how). */
+static void log_stderr(advd_worker *w, const char *p, size_t n, int flush)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n' && w->line_len < sizeof w->line - 1)
+            w->line[w->line_len++] = p[i];
+        if (p[i] != '\n')
+            continue;
+        if (w->line_len)
+            advd_log(w->d, "job %lld: worker: %.*s", (long long)w->job, (int)w->line_len,
+                     w->line);
+        w->line_len = 0;
+    }
+    if (flush && w->line_len)
+        log_stderr(w, "\n", 1, 0);
+}
+
 static void on_worker_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     advd_worker *w = s->data;
     if (n < 0) {
+        log_stderr(w, "", 0, 1);
         uv_read_stop(s);
         w->err_eof = 1;
         worker_check_end(w);
         return;
     }
+    log_stderr(w, buf->base, (size_t)n, 0);
     size_t k = (size_t)n > TAIL_MAX ? TAIL_MAX : (size_t)n;
     const char *src = buf->base + (size_t)n - k;
     if (w->tail_len + k > TAIL_MAX) {
@@ -447,21 +497,44 @@ static void stderr_tail(const advd_worker *w, char *out, size_t len)
     snprintf(out, len, "%.400s", start);
 }
 
+/* The rank that ended first, as mpirun ("...noticed that process rank 1
+ * with PID 42 on node n exited on signal 9 (Killed).") or srun ("srun:
+ * error: n: task 1: Killed") said it in the stderr tail: "rank 1 exited on
+ * signal 9 (Killed)" into out, or "" when neither did. */
+static void failed_rank(const advd_worker *w, char *out, size_t len)
+{
+    char buf[TAIL_MAX + 1];
+    memcpy(buf, w->tail, w->tail_len);
+    buf[w->tail_len] = '\0';
+    int rank;
+    char rest[160];
+    const char *p = strstr(buf, "process rank ");
+    out[0] = '\0';
+    if (p && sscanf(p, "process rank %d with PID %*d on node %*s %159[^.\n]", &rank, rest) == 2)
+        snprintf(out, len, "rank %d %s", rank, rest);
+    else if ((p = strstr(buf, ": task ")) && sscanf(p, ": task %d: %159[^\n]", &rank, rest) == 2)
+        snprintf(out, len, "rank %d: %s", rank, rest);
+}
+
 static void describe_failure(const advd_worker *w, char *out, size_t len)
 {
-    char how[128], tail[420];
+    char how[256], tail[420], rank[200];
+    const char *who = w->launcher == ADVD_LAUNCH_LOCAL ? "worker" : "worker's launcher";
     if (w->term_signal)
-        snprintf(how, sizeof how, "killed by signal %d (%s)", w->term_signal,
+        snprintf(how, sizeof how, "%s killed by signal %d (%s)", who, w->term_signal,
                  strsignal(w->term_signal));
     else
-        snprintf(how, sizeof how, "exited with status %lld", (long long)w->exit_status);
+        snprintf(how, sizeof how, "%s exited with status %lld", who, (long long)w->exit_status);
+    failed_rank(w, rank, sizeof rank);
+    if (rank[0])
+        snprintf(how + strlen(how), sizeof how - strlen(how), " (%s)", rank);
     stderr_tail(w, tail, sizeof tail);
     if (w->error)
-        snprintf(out, len, "worker %s: %s", how, w->error);
+        snprintf(out, len, "%s: %s", how, w->error);
     else if (tail[0])
-        snprintf(out, len, "worker %s; stderr: %s", how, tail);
+        snprintf(out, len, "%s; stderr: %s", how, tail);
     else
-        snprintf(out, len, "worker %s", how);
+        snprintf(out, len, "%s", how);
 }
 
 static void set_state(advd *d, int64_t job, adv_job_state s, const char *why)
@@ -565,6 +638,8 @@ static int worker_init(advd *d, advd_worker *w, const adv_job *j)
     w->kind = j->kind;
     w->from_step = -1;
     w->pidfd = -1;
+    w->launcher = d->opt.launcher;
+    w->procs = 1;
     adv_linebuf_init(&w->msgs, ADV_WORKER_LINE_MAX);
     uv_pipe_init(&d->loop, &w->in, 0);
     uv_pipe_init(&d->loop, &w->out, 0);
@@ -678,8 +753,10 @@ static char *job_message(advd *d, advd_worker *w, const adv_job *j, size_t *len,
         rc = resume_inputs(d, w, j, wj, err) || (!wj->nresume && init_input(d, j, s, wj, err));
     else
         rc = eval_inputs(d, w, s, wj, err);
-    if (rc == 0)
+    if (rc == 0) {
         w->keep = s->train.keep_checkpoints;
+        w->procs = s->procs;
+    }
     if (rc == 0 && !(line = adv_wmsg_encode(&m, len)))
         core_errf(err, "out of memory");
     json_decref(wj->spec);
@@ -714,9 +791,20 @@ static void close_fds(int fds[3][2], int side)
  * uv_spawn's fork cost the event loop 4-8 ms per worker on this virtual
  * machine (the copy, then a fault for each page the daemon wrote next),
  * which a burst of short jobs turned into stalls for every client. */
-static int spawn_process(advd *d, int fds[3][2], pid_t *pid, char *err)
+static int spawn_process(advd *d, advd_worker *w, int fds[3][2], char *err)
 {
-    char *args[] = {d->exe, (char *)"--worker", NULL};
+    const advd_options *o = &d->opt;
+    advd_launch_cfg lc = {.launcher = w->launcher, .exe = d->exe, .worker_mpi = o->worker_mpi,
+                          .mpirun_args = o->mpirun_args, .salloc_args = o->salloc_args,
+                          .srun_args = o->srun_args};
+    char buf[8192], *args[ADVD_LAUNCH_ARGV_MAX + 1];
+    if (advd_launch_argv(&lc, w->job, w->procs, buf, sizeof buf, args, err) < 0)
+        return -1;
+    if (w->launcher != ADVD_LAUNCH_LOCAL) {
+        char line[2048];
+        advd_launch_line(args, line, sizeof line);
+        advd_log(d, "job %lld: %d processes: %s", (long long)w->job, w->procs, line);
+    }
     extern char **environ;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -731,10 +819,11 @@ static int spawn_process(advd *d, int fds[3][2], pid_t *pid, char *err)
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    int rc = posix_spawn(pid, d->exe, &fa, &at, args, environ);
+    /* mpirun and salloc are looked up on PATH. */
+    int rc = posix_spawnp(&w->pid, args[0], &fa, &at, args, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
-    return rc ? core_errf(err, "cannot start a worker: %s", strerror(rc)) : 0;
+    return rc ? core_errf(err, "cannot start a worker ('%s'): %s", args[0], strerror(rc)) : 0;
 }
 
 /* The daemon's ends as libuv pipes, and the pidfd watched for the exit. */
@@ -764,7 +853,7 @@ static int watch_worker(advd *d, advd_worker *w, int fds[3][2], char *err)
 static int spawn(advd *d, advd_worker *w, char *err)
 {
     int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-    int rc = worker_pipes(fds, err) || spawn_process(d, fds, &w->pid, err);
+    int rc = worker_pipes(fds, err) || spawn_process(d, w, fds, err);
     close_fds(fds, 0); /* the child's ends are the child's */
     if (rc == 0 && watch_worker(d, w, fds, err)) {
         kill(w->pid, SIGKILL);

@@ -43,6 +43,7 @@
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "daemon/ckptfile.h"
 #include "daemon/extras.h"
@@ -64,7 +65,9 @@ static char *done_stopped;
 static size_t done_stopped_len;
 
 typedef struct {
-    int out_fd;               /* messages to the daemon */
+    core_dist *dist;          /* the MPI worker's ranks; NULL: one process */
+    int rank;                 /* 0 alone speaks to the daemon and writes checkpoints */
+    int out_fd;               /* messages to the daemon; -1 on ranks other than 0 */
     adv_linebuf in;           /* lines from the daemon */
     int stop, eof;
     adv_wmsg first;           /* the job line, decoded */
@@ -116,9 +119,12 @@ static void write_all(worker *w, const char *p, size_t n)
     }
 }
 
-/* Send m as one line; m stays the caller's. */
+/* Send m as one line; m stays the caller's. Other ranks than 0 say
+ * nothing: rank 0's messages stand for the job. */
 static void send_msg(worker *w, const adv_wmsg *m)
 {
+    if (w->rank != 0)
+        return;
     size_t len;
     char *line = adv_wmsg_encode(m, &len);
     if (!line) {
@@ -244,9 +250,11 @@ static void read_control(worker *w, int block)
     }
 }
 
-/* 1 when training should stop at this boundary. */
-static int should_stop(worker *w)
+/* Whether rank 0 was asked to stop (other ranks read nothing). */
+static int stop_asked(worker *w)
 {
+    if (w->rank != 0)
+        return term_requested;
     read_control(w, 0);
     if (w->eof) {
         fprintf(stderr, "advd worker: the daemon closed the pipe; exiting\n");
@@ -255,15 +263,29 @@ static int should_stop(worker *w)
     return w->stop || term_requested;
 }
 
+/* 1 when training should stop at this boundary: rank 0's word, on every
+ * rank (a boundary every rank reaches in step). */
+static int should_stop(worker *w)
+{
+    int stop = core_dist_agree(w->dist, stop_asked(w), w->err);
+    if (stop < 0) {
+        fprintf(stderr, "advd worker: %s\n", w->err);
+        _exit(1);
+    }
+    return stop;
+}
+
 /* Set-up: a stop arrives as SIGIO (or SIGTERM) and ends the worker at once. */
 static void setup_begin(worker *w)
 {
+    if (w->rank != 0)
+        return;
     int fl = fcntl(0, F_GETFL);
     setup_fd = w->out_fd;
     if (fl < 0 || fcntl(0, F_SETOWN, getpid()) || fcntl(0, F_SETFL, fl | O_ASYNC))
         fprintf(stderr, "advd worker: cannot watch for a stop during set-up: %s\n",
                 strerror(errno));
-    if (should_stop(w)) /* one that came before */
+    if (stop_asked(w)) /* one that came before */
         stop_in_setup();
 }
 
@@ -280,6 +302,8 @@ static void setup_end(void)
 /* The trainer's state as a checkpoint file, then its name to the daemon. */
 static int send_checkpoint(worker *w, float val_robust_acc)
 {
+    if (w->rank != 0) /* the state is the same on every rank */
+        return 0;
     const core_progress *p = &w->t->progress;
     adv_wmsg m = {.type = ADV_W_CHECKPOINT,
                   .u.checkpoint = {.epoch = p->epoch, .step = p->step,
@@ -375,12 +399,12 @@ static int final_eval(worker *w, const adv_train_spec *ts)
     core_dataset te = {0};
     core_trainer *t = w->t;
     float eps = t->cfg.eps > 0 ? t->cfg.eps : core_train_defaults().eps;
+    core_final_cfg fc = {.eps = eps, .norm = t->cfg.norm, .seed = t->cfg.seed,
+                         .batch = t->cfg.batch, .dist = w->dist};
     double clean, rob;
     if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TEST, w->job->final_eval_limit, &te,
                           w->err) ||
-        fault_point(w, "eval") ||
-        core_eval_final(t->model, t->ws, &te, eps, t->cfg.norm, t->cfg.seed, t->cfg.batch, &clean,
-                        &rob, w->err)) {
+        fault_point(w, "eval") || core_eval_final(&fc, t->model, t->ws, &te, &clean, &rob, w->err)) {
         core_dataset_free(&te);
         return -1;
     }
@@ -450,6 +474,7 @@ static int run_train(worker *w)
     int failed = core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TRAIN, ts->train_limit,
                                    &tr, w->err) || fault_point(w, "load") ||
                  core_trainer_create(&ts->cfg, ts->model, &tr, &w->t, w->err) ||
+                 core_trainer_set_dist(w->t, w->dist, w->err) ||
                  load_resume(w, &resume, &rlen) || (!resume && load_init(w, &init, &ilen)) ||
                  (resume && core_trainer_load(w->t, resume, rlen, w->err)) ||
                  (!resume && init && core_trainer_init_from(w->t, init, ilen, &reinit, w->err));
@@ -466,6 +491,11 @@ static int run_train(worker *w)
         goto out;
     if (w->last_ckpt_step != w->t->progress.step && send_checkpoint(w, NAN))
         goto out;
+    if (w->dist) /* every rank's, in the log: they must be equal */
+        fprintf(stderr, "advd worker: parameters' crc32 %08lx at step %lld\n",
+                crc32(0, (const Bytef *)w->t->model->params,
+                      (uInt)(sizeof(float) * w->t->model->nparams)),
+                (long long)w->t->progress.step);
     if (r == 1) {
         send_done(w, 0);
         rc = 0;
@@ -581,12 +611,14 @@ static double attack_share(const adv_eval_spec *es)
     return has_extras(es) ? 0.7 : 1.0;
 }
 
-/* core_eval_range's hook: a stop ends the evaluation between batches. */
+/* core_eval_range's hook: a stop ends the evaluation between batches.
+ * Ranks have ranges of unequal length, so no collective here: rank 0
+ * alone stops, and its end ends the others (mpirun, srun). */
 static int on_eval_batch(void *ctx, int e, int done, int total)
 {
     worker *w = ctx;
     const adv_eval_spec *es = &w->spec->eval;
-    if (should_stop(w))
+    if (stop_asked(w))
         return 1;
     eval_progress(w, attack_share(es) * (e + (double)done / total) / es->neps, 0);
     return 0;
@@ -716,6 +748,28 @@ static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
     return 0;
 }
 
+/* This rank's whole batches of the examples, then every rank's rows
+ * summed into rank 0's (each rank's are zero outside its range): the
+ * per-example rows of a one-process run. */
+static int eval_ranks(worker *w, eval_run *r, const core_eval_hooks *hooks)
+{
+    int a, b;
+    core_dist_range(r->n, r->batch, w->rank, core_dist_size(w->dist), &a, &b);
+    int rc = core_eval_range(&r->cfg, r->m, r->ws, r->x, r->y, a, b, hooks, &r->out, w->err);
+    if (rc == 1)
+        return core_errf(w->err, "stopped before the evaluation finished");
+    if (rc || !w->dist)
+        return rc;
+    core_eval_out *o = &r->out;
+    size_t n = (size_t)o->n;
+    if (core_dist_sum(w->dist, o->clean_ok, n, CORE_DIST_U8, w->err) ||
+        core_dist_sum(w->dist, o->survival, n * (size_t)o->neps, CORE_DIST_U8, w->err) ||
+        (o->adv_logits &&
+         core_dist_sum(w->dist, o->adv_logits, n * (size_t)o->nclass, CORE_DIST_F32, w->err)))
+        return -1;
+    return 0;
+}
+
 static int run_eval(worker *w, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
@@ -728,10 +782,13 @@ static int run_eval(worker *w, const adv_jobspec *parent)
     setup_end();
     if (failed)
         goto out;
-    int r_eval = core_eval_range(&r.cfg, r.m, r.ws, r.x, r.y, 0, r.n, &hooks, &r.out, w->err);
-    if (r_eval == 1)
-        core_errf(w->err, "stopped before the evaluation finished");
-    if (r_eval || !(warnings = eval_warnings(w, &r, &indicators)))
+    if (eval_ranks(w, &r, &hooks))
+        goto out;
+    if (w->rank != 0) { /* rank 0 reports, checks and runs the extras */
+        rc = 0;
+        goto out;
+    }
+    if (!(warnings = eval_warnings(w, &r, &indicators)))
         goto out;
     eval_progress(w, attack_share(es), 1);
     for (int i = 0; i < es->neps; i++)
@@ -783,10 +840,35 @@ out:
     return rc;
 }
 
-int advd_worker_main(void)
+/* Rank 0's job line on every rank: other ranks have no stdin (mpirun and
+ * srun forward it to rank 0 alone). Returns -1 when there is no job. */
+static int share_job(worker *w)
 {
-    worker w = {.last_ckpt_step = -1};
-    /* A worker never outlives its daemon. */
+    char *line = NULL;
+    uint64_t len = 0;
+    size_t n = 0;
+    if (w->rank == 0 && w->job && (line = adv_wmsg_encode(&w->first, &n)))
+        len = n;
+    int rc = core_dist_bcast(w->dist, &len, sizeof len, w->err);
+    if (rc == 0 && w->rank != 0 && len > 0 && !(line = malloc(len)))
+        rc = core_errf(w->err, "out of memory for the job line");
+    if (rc == 0 && len > 0)
+        rc = core_dist_bcast(w->dist, line, len, w->err);
+    adv_error e;
+    if (rc == 0 && w->rank != 0 && len > 0) {
+        if (adv_wmsg_decode(line, len, &w->first, &e) || w->first.type != ADV_W_JOB)
+            rc = core_errf(w->err, "rank 0's job line does not decode: %s", e.msg);
+        else
+            w->job = &w->first.u.job;
+    }
+    free(line);
+    return rc || len == 0 ? -1 : 0;
+}
+
+int advd_worker_main(core_dist *dist)
+{
+    worker w = {.dist = dist, .rank = core_dist_rank(dist), .last_ckpt_step = -1};
+    /* A worker never outlives its daemon (or its mpirun, srun). */
     pid_t parent = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent || parent == 1)
@@ -795,8 +877,8 @@ int advd_worker_main(void)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
     signal(SIGIO, on_input);
-    w.out_fd = dup(1);
-    if (w.out_fd < 0 || dup2(2, 1) < 0) {
+    w.out_fd = w.rank == 0 ? dup(1) : -1;
+    if ((w.rank == 0 && w.out_fd < 0) || dup2(2, 1) < 0) {
         fprintf(stderr, "advd worker: cannot set up the pipes: %s\n", strerror(errno));
         return 1;
     }
@@ -806,9 +888,12 @@ int advd_worker_main(void)
         return 1;
     }
     adv_linebuf_init(&w.in, ADV_WORKER_LINE_MAX);
-    read_control(&w, 1);
+    if (w.rank == 0)
+        read_control(&w, 1);
     int rc;
-    if (!w.job)
+    if (w.dist && share_job(&w) && w.rank != 0)
+        rc = w.err[0] ? (fprintf(stderr, "advd worker: %s\n", w.err), 1) : 1;
+    else if (!w.job)
         rc = w.err[0] ? fail(&w) : (fprintf(stderr, "advd worker: no job on stdin\n"), 1);
     else
         rc = run_job(&w) ? fail(&w) : 0;

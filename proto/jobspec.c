@@ -143,7 +143,8 @@ typedef struct {
 #define COMMON_FIELDS                                                       \
     {"name", F_STR, OFF(name), 0, ADV_NAME_MAX, 0, NULL},                   \
     {"priority", F_INT, OFF(priority), -1000, 1000, 0, NULL},               \
-    {"threads", F_INT, OFF(threads), 0, 1024, 0, NULL}
+    {"threads", F_INT, OFF(threads), 0, 1024, 0, NULL},                     \
+    {"procs", F_INT, OFF(procs), 1, ADV_PROCS_MAX, 0, NULL}
 
 static const field train_fields[] = {
     COMMON_FIELDS,
@@ -689,6 +690,7 @@ static void defaults(adv_jobspec *s)
     adv_job_kind kind = s->kind;
     memset(s, 0, sizeof *s);
     s->kind = kind;
+    s->procs = 1;
     if (kind != ADV_JOB_EVAL) {
         adv_train_spec *t = &s->train;
         snprintf(t->dataset, sizeof t->dataset, "fashion-mnist");

@@ -300,6 +300,10 @@ typedef enum {
 } adv_images_kind;
 #define ADV_IMAGES_MAX 256
 
+/* A job's processes at most (spec key "procs"; the daemon's launcher
+ * decides where they run). */
+#define ADV_PROCS_MAX 4096
+
 int adv_images_kind_parse(const char *s, int *out, char *err);
 const char *adv_images_kind_name(int v);
 
@@ -307,7 +311,8 @@ typedef struct {
     adv_job_kind kind;
     char name[ADV_NAME_MAX + 1];
     int priority;                   /* higher runs first */
-    int threads;                    /* 0: the daemon's default */
+    int threads;                    /* 0: the daemon's default; per process */
+    int procs;                      /* processes (MPI ranks) of the job, 1: one */
     adv_train_spec train;           /* kind == ADV_JOB_TRAIN, and ADV_JOB_IMPORT's
                                        dataset and model (the rest: defaults) */
     adv_eval_spec eval;             /* kind == ADV_JOB_EVAL */

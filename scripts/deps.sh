@@ -13,6 +13,9 @@
 #                                       check, make check-browser)
 #                                fuzz   clang, its libFuzzer and OpenMP runtimes
 #                                       (make fuzz)
+#                                mpi    Open MPI (bin/advd-worker-mpi, jobs
+#                                       with procs > 1, test_mpi)
+#                                slurm  Slurm and munge (scripts/slurm-local.sh)
 #
 # Checks are local (pkg-config, dpkg, file tests), so this costs milliseconds
 # when everything is there. As root it runs apt-get; otherwise it prints the
@@ -58,6 +61,12 @@ for set in "$@"; do
         need_file "$(echo /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a)" \
             libclang-rt-14-dev
         need_file /usr/lib/llvm-14/lib/libomp.so libomp-14-dev ;;
+    mpi)
+        need_cmd mpirun openmpi-bin
+        need_pc ompi-c libopenmpi-dev ;;
+    slurm)
+        need_cmd slurmctld slurm-wlm
+        need_cmd munged munge ;;
     deb)
         need_cmd dpkg-buildpackage dpkg-dev
         need_cmd dh debhelper

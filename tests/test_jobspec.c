@@ -103,7 +103,7 @@ START_TEST(test_train_defaults)
     ck_assert_int_eq(s.train.checkpoint_every, 1);
     ck_assert_int_eq(s.train.keep_checkpoints, 3);
     char *c = adv_jobspec_canonical(&s);
-    ck_assert_str_eq(c, "{\"kind\":\"train\",\"name\":\"\",\"priority\":0,\"threads\":0,"
+    ck_assert_str_eq(c, "{\"kind\":\"train\",\"name\":\"\",\"priority\":0,\"threads\":0,\"procs\":1,"
                         "\"dataset\":\"fashion-mnist\",\"model\":\"cnn-small\",\"epochs\":2,"
                         "\"batch\":128,\"optimizer\":\"sgd\",\"lr\":0.05,\"momentum\":0.9,"
                         "\"beta2\":0.999,\"weight_decay\":0.0005,\"nesterov\":false,"
@@ -305,7 +305,7 @@ START_TEST(test_import_specs)
     ck_assert_str_eq(s.train.dataset, "fashion-mnist");
     ck_assert_int_eq(s.train.nclass, 10);
     char *c = round_trip("{\"kind\":\"import\",\"model\":\"cnn-small\"}");
-    ck_assert_str_eq(c, "{\"kind\":\"import\",\"name\":\"\",\"priority\":0,\"threads\":0,"
+    ck_assert_str_eq(c, "{\"kind\":\"import\",\"name\":\"\",\"priority\":0,\"threads\":0,\"procs\":1,"
                         "\"dataset\":\"fashion-mnist\",\"model\":\"cnn-small\"}");
     free(c);
     expect_bad("{\"kind\":\"import\"}", "missing 'model' in an import spec");
