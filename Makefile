@@ -10,7 +10,8 @@
 #   make fuzz       each parser's libFuzzer harness (tests/fuzz/) for FUZZ_S=60
 #                   seconds, with clang (build-fuzz/, scripts/fuzz.sh)
 #   make bench      side-by-side throughput against ../shared/peers/torch_peer.py,
-#                   then advd under load (scripts/bench-load.sh)
+#                   then advd under load (scripts/bench-load.sh), then 2 MPI
+#                   ranks against 2 threads (make bench-mpi)
 #   make deps       install missing Debian packages
 #   PORTABLE=1      build for any x86-64-v3 machine instead of -march=native
 #   GEMM=openblas   use OpenBLAS's sgemm instead of core/gemm.c's kernels
@@ -25,7 +26,7 @@ GOALS    := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
 NO_DEPS  := clean uninstall
 DEPS_FOR := $(strip $(filter bench,$(GOALS)) $(filter fuzz,$(GOALS)) $(filter deb,$(GOALS)) \
               $(if $(filter check check-asan check-browser,$(GOALS)),report slurm) \
-              $(if $(filter all check demo bench deps,$(GOALS)),mpi))
+              $(if $(filter all check demo bench bench-mpi deps,$(GOALS)),mpi))
 .PHONY: $(GOALS) adv-outer
 adv-outer:
 ifneq ($(filter-out $(NO_DEPS),$(GOALS)),)
@@ -219,9 +220,15 @@ fuzz:
 	    FUZZ_MAIN= FUZZ_LINK=-fsanitize=fuzzer fuzz-bin
 	FUZZ_S=$(FUZZ_S) FUZZ_JOBS=$(FUZZ_JOBS) sh scripts/fuzz.sh build-fuzz/fuzz
 
-bench: $(BIN)/advbench $(BIN)/advload $(BIN)/advd
+bench: $(BIN)/advbench $(BIN)/advload $(BIN)/advd $(MPI_WORKER)
 	sh scripts/bench.sh
 	BIN=$(BIN) sh scripts/bench-load.sh
+	$(if $(MPI_WORKER),BIN=$(BIN) sh scripts/bench-mpi.sh)
+
+# 2 MPI ranks x 1 thread against 1 process x 2 threads (issue 13).
+.PHONY: bench-mpi
+bench-mpi: $(BIN)/advd $(MPI_WORKER)
+	BIN=$(BIN) sh scripts/bench-mpi.sh
 
 demo: all
 	sh scripts/demo.sh

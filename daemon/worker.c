@@ -492,10 +492,12 @@ static int run_train(worker *w)
     if (w->last_ckpt_step != w->t->progress.step && send_checkpoint(w, NAN))
         goto out;
     if (w->dist) /* every rank's, in the log: they must be equal */
-        fprintf(stderr, "advd worker: parameters' crc32 %08lx at step %lld\n",
+        fprintf(stderr, "advd worker: parameters' crc32 %08lx at step %lld (%zu parameters, "
+                        "%.4g forward FLOPs an image)\n",
                 crc32(0, (const Bytef *)w->t->model->params,
                       (uInt)(sizeof(float) * w->t->model->nparams)),
-                (long long)w->t->progress.step);
+                (long long)w->t->progress.step, w->t->model->nparams,
+                core_model_flops(w->t->model));
     if (r == 1) {
         send_done(w, 0);
         rc = 0;

@@ -140,8 +140,9 @@ static void append(char **buf, size_t *n, const char *p, size_t k)
 }
 
 /* argv with job_line on stdin, kept open until it exits (EOF on stdin
- * means the daemon is gone); its stdout and stderr. */
-static run_result run_worker(char *const argv[], const char *job_line)
+ * means the daemon is gone); its stdout and stderr. stop_at > 0: a stop
+ * line once its stdout has that many checkpoint messages. */
+static run_result run_worker_stop(char *const argv[], const char *job_line, int stop_at)
 {
     int in[2], out[2], err[2];
     ck_assert(pipe(in) == 0 && pipe(out) == 0 && pipe(err) == 0);
@@ -179,6 +180,14 @@ static run_result run_worker(char *const argv[], const char *job_line)
                 open_--;
             } else if (i == 0) {
                 append(&r.out, &r.nout, buf, (size_t)k);
+                int n = 0;
+                for (const char *q = r.out; (q = strstr(q, "\"type\":\"checkpoint\"")); q++)
+                    n++;
+                if (stop_at > 0 && n >= stop_at) {
+                    const char *stop = "{\"type\":\"stop\"}\n";
+                    ck_assert_int_eq(write(in[1], stop, strlen(stop)), (ssize_t)strlen(stop));
+                    stop_at = 0;
+                }
             } else {
                 append(&r.err, &r.nerr, buf, (size_t)k);
             }
@@ -187,6 +196,29 @@ static run_result run_worker(char *const argv[], const char *job_line)
     waitpid(pid, &r.status, 0);
     close(in[1]);
     return r;
+}
+
+static run_result run_worker(char *const argv[], const char *job_line)
+{
+    return run_worker_stop(argv, job_line, 0);
+}
+
+/* The last checkpoint message's "ckpt" object (a new reference). */
+static json_t *last_ckpt(const run_result *r)
+{
+    json_t *c = NULL;
+    for (char *line = r->out; line && *line;) {
+        char *nl = strchr(line, '\n');
+        json_t *m = json_loadb(line, nl ? (size_t)(nl - line) : strlen(line), 0, NULL);
+        if (m && !strcmp(str_of(m, "type"), "checkpoint")) {
+            json_decref(c);
+            c = json_incref(json_object_get(m, "ckpt"));
+        }
+        json_decref(m);
+        line = nl ? nl + 1 : NULL;
+    }
+    ck_assert_msg(c != NULL, "no checkpoint from the worker: %s", r->err);
+    return c;
 }
 
 /* The file named by the last checkpoint message on the worker's stdout. */
@@ -326,6 +358,52 @@ START_TEST(ranks_match_one_process)
 }
 END_TEST
 
+/* A 2-rank run stopped after its first checkpoint resumes on one process
+ * and ends at the job's last step: a checkpoint is the same on any number
+ * of ranks. */
+START_TEST(checkpoint_of_two_ranks_resumes_on_one)
+{
+    if (!have_mpi() || access(DATA "/train-images-idx3-ubyte.gz", R_OK))
+        return;
+    const char *spec = "\"spec\":{\"kind\":\"train\",\"model\":\"conv8k3p1 relu maxpool2 fc10\","
+                       "\"epochs\":3,\"batch\":40,\"train_limit\":400,\"val_size\":0,"
+                       "\"val_robust_size\":0,\"steps\":3,\"seed\":4,\"threads\":1}";
+    char line[2048];
+    snprintf(line, sizeof line,
+             "{\"type\":\"job\",\"v\":1,\"job\":1,\"attempt\":1,\"threads\":1,"
+             "\"final_eval_limit\":40,\"ckpt_dir\":\"%s\",%s}\n", D.dir, spec);
+    char *two[] = {"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", worker_mpi,
+                   "--worker", NULL};
+    run_result a = run_worker_stop(two, line, 1);
+    ck_assert_msg(WIFEXITED(a.status) && WEXITSTATUS(a.status) == 0, "%s", a.err);
+    ck_assert_ptr_nonnull(strstr(a.out, "\"status\":\"stopped\""));
+    json_t *c = last_ckpt(&a);
+    int64_t from = json_integer_value(json_object_get(c, "step"));
+    ck_assert(from > 0 && from < 30);
+    char *ck = json_dumps(c, JSON_COMPACT);
+    snprintf(line, sizeof line,
+             "{\"type\":\"job\",\"v\":1,\"job\":1,\"attempt\":2,\"threads\":1,"
+             "\"final_eval_limit\":40,\"ckpt_dir\":\"%s\",\"resume\":[%s],%s}\n", D.dir, ck,
+             spec);
+    char *one[] = {(char *)advd_bin(), "--worker", NULL};
+    run_result b = run_worker(one, line);
+    ck_assert_msg(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0, "%s", b.err);
+    ck_assert_ptr_nonnull(strstr(b.out, "\"status\":\"succeeded\""));
+    json_t *end = last_ckpt(&b);
+    ck_assert_int_eq(json_integer_value(json_object_get(end, "step")), 30);
+    char first_progress[64];
+    snprintf(first_progress, sizeof first_progress, "\"step\":%lld", (long long)from);
+    const char *p = strstr(b.out, "\"type\":\"progress\"");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_msg(strstr(b.out, first_progress) && strstr(b.out, first_progress) < p,
+                  "the one-process run did not start at step %lld: %s", (long long)from, b.out);
+    json_decref(c);
+    json_decref(end);
+    free(ck);
+    free(a.out), free(a.err), free(b.out), free(b.err);
+}
+END_TEST
+
 /* ------------------------------------------------------ through advd */
 
 /* A small training job on procs processes (a tiny model: seconds). */
@@ -452,6 +530,7 @@ static Suite *mpi_suite(void)
     tcase_add_checked_fixture(tc, mpi_setup, teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, ranks_match_one_process);
+    tcase_add_test(tc, checkpoint_of_two_ranks_resumes_on_one);
     tcase_add_test(tc, daemon_job_on_two_ranks);
     tcase_add_test(tc, cancel_ends_every_rank);
     tcase_add_test(tc, killed_rank_fails_the_attempt_and_the_retry_resumes);
