@@ -164,6 +164,36 @@ int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *
     return k;
 }
 
+int core_eval_corruptions(core_model *m, const float *x, const int *y, int a, int b, int batch,
+                          uint64_t seed, const core_eval_hooks *h,
+                          double correct[CORE_NCORRUPTIONS][CORE_SEVERITIES], char *err)
+{
+    const size_t dim = core_shape_size(m->in);
+    float *buf = core_alloc(sizeof(float) * dim * (size_t)batch + 1);
+    if (!buf)
+        return core_errf(err, "out of memory for a batch of %d corrupted examples", batch);
+    int rc = 0;
+    for (int c = 0; c < CORE_NCORRUPTIONS && rc == 0; c++)
+        for (int s = 1; s <= CORE_SEVERITIES && rc == 0; s++)
+            for (int off = a; off < b && rc == 0; off += batch) {
+                int k = b - off < batch ? b - off : batch;
+                uint64_t stream =
+                    CORE_EVAL_STREAM_CORRUPT + ((uint64_t)(c * 8 + s) << 32) + (uint64_t)off;
+                if (core_corrupt((core_corruption)c, s, x + dim * off, buf, k, m->in, seed, stream,
+                                 err)) {
+                    rc = -1;
+                    break;
+                }
+                correct[c][s - 1] +=
+                    core_count_correct(core_model_forward(m, buf, k), y + off, k, m->nclass);
+                if (h && h->on_batch &&
+                    h->on_batch(h->ctx, c * CORE_SEVERITIES + s - 1, off + k - a, b - a))
+                    rc = 1;
+            }
+    core_free(buf);
+    return rc;
+}
+
 int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
                     const core_dataset *ds, double *clean_acc, double *pgd20_acc, char *err)
 {

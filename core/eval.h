@@ -20,10 +20,12 @@
 #include <stdint.h>
 
 #include "attack.h"
+#include "corrupt.h"
 #include "data.h"
 #include "dist.h"
 #include "indicators.h"
 #include "model.h"
+#include "rng.h"
 
 #define CORE_EVAL_EPS_MAX 16
 
@@ -73,6 +75,22 @@ static inline uint8_t *core_eval_survival(const core_eval_out *o, int e)
 {
     return o->survival + (size_t)e * (size_t)o->n;
 }
+
+/* Corruption accuracy (corrupt.h: every family at severities 1 to
+ * CORE_SEVERITIES) of examples [a, b) of x, y: the correct counts into
+ * correct[family][severity - 1], added to what is there, so ranges (or
+ * processes) merge by a sum. The corruptions' noise of the batch at s is
+ * keyed by (seed, family, severity, s), so a range that starts on a
+ * multiple of batch draws the whole set's. The hook (may be NULL) is
+ * asked after each batch with e = family x CORE_SEVERITIES + severity -
+ * 1; 0 done, 1 stopped by it, -1 on an error. */
+/* The corruptions' random streams (the pictures of `advctl images` draw
+ * the same), apart from the attacks'. */
+#define CORE_EVAL_STREAM_CORRUPT (CORE_STREAM_USER + (2ULL << 40))
+
+int core_eval_corruptions(core_model *m, const float *x, const int *y, int a, int b, int batch,
+                          uint64_t seed, const core_eval_hooks *h,
+                          double correct[CORE_NCORRUPTIONS][CORE_SEVERITIES], char *err);
 
 /* Indicators of attack failure (indicators.h) at eps[e] on examples
  * [0, n) (n at most c->batch: a sample, they cost about two attacks): one

@@ -51,6 +51,7 @@
 
 #include "core/calib.h"
 #include "core/corrupt.h"
+#include "core/eval.h"
 #include "core/explain.h"
 #include "core/image.h"
 #include "core/loss.h"
@@ -61,7 +62,6 @@
 
 /* Streams of the random numbers drawn here, apart from the attacks'. */
 #define STREAM_ADV (CORE_STREAM_USER + (1ULL << 40))
-#define STREAM_CORRUPT (CORE_STREAM_USER + (2ULL << 40))
 #define STREAM_EXPLAIN (CORE_STREAM_USER + (3ULL << 40))
 
 static int stopped(const advd_extras *x)
@@ -91,7 +91,10 @@ static core_attack_cfg adv_attack(const advd_extras *x, const char **name)
 }
 
 /* out = adversarial versions of n examples of in. */
-static int adversarial(const advd_extras *x, const float *in, const int *y, int n, float *out)
+/* Adversarial examples of n inputs, the first being example `first` of
+ * the evaluated set (its batches' noise is keyed by their place in it). */
+static int adversarial(const advd_extras *x, const float *in, const int *y, int n, int first,
+                       float *out)
 {
     const char *name;
     const core_attack_cfg a = adv_attack(x, &name);
@@ -99,7 +102,7 @@ static int adversarial(const advd_extras *x, const float *in, const int *y, int 
     for (int off = 0; off < n; off += x->batch) {
         int k = batch_of(x, off, n);
         if (core_attack_run(&a, x->m, x->ws, in + dim * off, y + off, NULL, k,
-                            STREAM_ADV + (uint64_t)off, out + dim * off, NULL, x->err) ||
+                            STREAM_ADV + (uint64_t)(first + off), out + dim * off, NULL, x->err) ||
             stopped(x))
             return -1;
     }
@@ -126,19 +129,6 @@ static void predictions(const advd_extras *x, const float *in, int n, int *pred)
         for (int i = 0; i < k; i++)
             pred[off + i] = core_argmax(z + (size_t)i * x->m->nclass, x->m->nclass);
     }
-}
-
-/* How many of n examples the model classifies as y. */
-static int correct_of(const advd_extras *x, const float *in, const int *y, int n)
-{
-    const size_t dim = core_shape_size(x->m->in);
-    int correct = 0;
-    for (int off = 0; off < n; off += x->batch) {
-        int k = batch_of(x, off, n);
-        correct += core_count_correct(core_model_forward(x->m, in + dim * off, k), y + off, k,
-                                      x->m->nclass);
-    }
-    return correct;
 }
 
 /* data stolen. */
@@ -217,13 +207,39 @@ out:
     return rc;
 }
 
+/* This rank's whole batches of the n examples. */
+static void my_range(const advd_extras *x, int *a, int *b)
+{
+    core_dist_range(x->n, x->batch, core_dist_rank(x->dist), core_dist_size(x->dist), a, b);
+}
+
+/* Clean logits, and the adversarial ones when the evaluation kept none (a
+ * suite), of this rank's examples; every rank's summed into rank 0's
+ * (zero outside a range). */
+static int calibration_logits(const advd_extras *x, float *clean, float *adv, float *xadv)
+{
+    const size_t dim = core_shape_size(x->m->in), c = (size_t)x->m->nclass;
+    int a, b;
+    my_range(x, &a, &b);
+    memset(clean, 0, sizeof(float) * c * x->n);
+    if (adv)
+        memset(adv, 0, sizeof(float) * c * x->n);
+    if (adv && adversarial(x, x->x + dim * a, x->y + a, b - a, a, xadv + dim * a))
+        return -1;
+    logits_of(x, x->x + dim * a, b - a, clean + c * a);
+    if (adv)
+        logits_of(x, xadv + dim * a, b - a, adv + c * a);
+    return core_dist_sum(x->dist, clean, c * x->n, CORE_DIST_F32, x->err) ||
+           (adv && core_dist_sum(x->dist, adv, c * x->n, CORE_DIST_F32, x->err));
+}
+
 int advd_extras_calibration(const advd_extras *x)
 {
     const size_t dim = core_shape_size(x->m->in), c = (size_t)x->m->nclass;
     const int own = !x->adv_logits;   /* a suite: attack here */
-    float *clean = core_alloc(sizeof(float) * c * x->n);
-    float *adv = own ? core_alloc(sizeof(float) * c * x->n) : NULL;
-    float *xadv = own ? core_alloc(sizeof(float) * dim * x->n) : NULL;
+    float *clean = core_alloc(sizeof(float) * c * x->n + 1);
+    float *adv = own ? core_alloc(sizeof(float) * c * x->n + 1) : NULL;
+    float *xadv = own ? core_alloc(sizeof(float) * dim * x->n + 1) : NULL;
     const char *fit_on, *attack;
     double t;
     int fit_n, rc = -1;
@@ -231,12 +247,13 @@ int advd_extras_calibration(const advd_extras *x)
         core_errf(x->err, "out of memory for the calibration of %d examples", x->n);
         goto out;
     }
-    if (fit_temperature(x, &t, &fit_on, &fit_n) ||
-        (own && adversarial(x, x->x, x->y, x->n, xadv)))
+    if (calibration_logits(x, clean, adv, xadv))
         goto out;
-    logits_of(x, x->x, x->n, clean);
-    if (own)
-        logits_of(x, xadv, x->n, adv);
+    rc = 0;
+    if (core_dist_rank(x->dist) != 0)
+        goto out;
+    if ((rc = fit_temperature(x, &t, &fit_on, &fit_n)))
+        goto out;
     adv_attack(x, &attack);
     send_report(x, "calibration",
                 json_pack("{s:f, s:s, s:i, s:s, s:f, s:o, s:o}", "temperature", t, "fit_on",
@@ -244,7 +261,6 @@ int advd_extras_calibration(const advd_extras *x)
                           adv_float_json(x->es->eps[0]), "clean",
                           before_after(clean, x->y, x->n, (int)c, t), "adversarial",
                           before_after(own ? adv : x->adv_logits, x->y, x->n, (int)c, t)));
-    rc = 0;
 out:
     core_free(clean);
     core_free(adv);
@@ -254,21 +270,29 @@ out:
 
 /* ---------------------------------------------------------- corruptions */
 
-/* Correctly classified of the n examples under corruption c at severity. */
-static int corrupted_correct(const advd_extras *x, core_corruption c, int severity, float *buf,
-                             int *correct)
+static int corruption_stop(void *ctx, int e, int done, int total)
 {
-    const size_t dim = core_shape_size(x->m->in);
-    *correct = 0;
-    for (int off = 0; off < x->n; off += x->batch) {
-        int k = batch_of(x, off, x->n);
-        uint64_t stream = STREAM_CORRUPT + ((uint64_t)(c * 8 + severity) << 32) + (uint64_t)off;
-        if (core_corrupt(c, severity, x->x + dim * off, buf, k, x->m->in, x->es->seed, stream,
-                         x->err))
-            return -1;
-        *correct += correct_of(x, buf, x->y + off, k);
-    }
-    return stopped(x);
+    (void)e, (void)done, (void)total;
+    const advd_extras *x = ctx;
+    return x->stop(x->ctx);
+}
+
+/* The correct counts of every family and severity: this rank's batches
+ * (core_eval_corruptions), summed over ranks. */
+static int corruption_counts(const advd_extras *x,
+                             double correct[CORE_NCORRUPTIONS][CORE_SEVERITIES])
+{
+    int a, b;
+    my_range(x, &a, &b);
+    memset(correct, 0, sizeof(double) * CORE_NCORRUPTIONS * CORE_SEVERITIES);
+    core_eval_hooks h = {.on_batch = corruption_stop, .ctx = (void *)x};
+    int rc = core_eval_corruptions(x->m, x->x, x->y, a, b, x->batch, x->es->seed, &h, correct,
+                                   x->err);
+    if (rc == 1)
+        return core_errf(x->err, "stopped before the evaluation finished");
+    return rc ? -1
+              : core_dist_sum(x->dist, correct, CORE_NCORRUPTIONS * CORE_SEVERITIES,
+                              CORE_DIST_F64, x->err);
 }
 
 /* The families the training job augmented with are held out of the
@@ -276,29 +300,21 @@ static int corrupted_correct(const advd_extras *x, core_corruption c, int severi
  * mean is over the others, unless it saw them all. */
 int advd_extras_corruptions(const advd_extras *x)
 {
-    const size_t dim = core_shape_size(x->m->in);
     const unsigned seen = x->parent ? x->parent->train.cfg.augment.corruptions : 0;
     const int all_seen = seen == (1u << CORE_NCORRUPTIONS) - 1;
-    float *buf = core_alloc(sizeof(float) * dim * x->batch);
-    int rc = -1, held = 0;
+    double correct[CORE_NCORRUPTIONS][CORE_SEVERITIES], total = 0.0, held_total = 0.0;
+    int held = 0;
+    if (corruption_counts(x, correct))
+        return -1;
+    if (core_dist_rank(x->dist) != 0)
+        return 0;
     json_t *list = json_array();
-    double total = 0.0, held_total = 0.0;
-    if (!buf) {
-        core_errf(x->err, "out of memory for the corruptions of %d examples", x->n);
-        goto out;
-    }
     for (int c = 0; c < CORE_NCORRUPTIONS; c++) {
         json_t *levels = json_array(), *acc = json_array();
         int trained = seen >> c & 1;
         held += !trained || all_seen;
         for (int s = 1; s <= CORE_SEVERITIES; s++) {
-            int correct;
-            if (corrupted_correct(x, (core_corruption)c, s, buf, &correct)) {
-                json_decref(levels);
-                json_decref(acc);
-                goto out;
-            }
-            double a = x->n ? (double)correct / x->n : 0.0;
+            double a = x->n ? correct[c][s - 1] / x->n : 0.0;
             total += a;
             held_total += !trained || all_seen ? a : 0.0;
             json_array_append_new(levels, json_real(core_corruption_level((core_corruption)c, s)));
@@ -310,16 +326,12 @@ int advd_extras_corruptions(const advd_extras *x)
                                               trained));
     }
     send_report(x, "corruptions",
-                json_pack("{s:i, s:f, s:f, s:f, s:i, s:O}", "n", x->n, "clean_accuracy",
+                json_pack("{s:i, s:f, s:f, s:f, s:i, s:o}", "n", x->n, "clean_accuracy",
                           x->clean_acc, "mean_accuracy",
                           held_total / (held * CORE_SEVERITIES), "mean_accuracy_all",
                           total / (CORE_NCORRUPTIONS * CORE_SEVERITIES), "held_out", held,
                           "corruptions", list));
-    rc = 0;
-out:
-    json_decref(list);
-    core_free(buf);
-    return rc;
+    return 0;
 }
 
 /* --------------------------------------------------------- explanations */
@@ -771,7 +783,7 @@ static int images_adversarial(const advd_extras *x, int n, text_buf *idx)
         core_errf(x->err, "out of memory for %d pictures", n);
         goto out;
     }
-    if (adversarial(x, x->x, x->y, n, xadv))
+    if (adversarial(x, x->x, x->y, n, 0, xadv))
         goto out;
     predictions(x, x->x, n, pc);
     predictions(x, xadv, n, pa);
@@ -912,7 +924,7 @@ static int images_corruptions(const advd_extras *x, text_buf *idx)
         for (int sev = 0; sev <= CORE_SEVERITIES; sev++) {
             int pred;
             if (core_corrupt((core_corruption)c, sev, x->x, img, 1, s, x->es->seed,
-                             STREAM_CORRUPT + ((uint64_t)(c * 8 + sev) << 32), x->err))
+                             CORE_EVAL_STREAM_CORRUPT + ((uint64_t)(c * 8 + sev) << 32), x->err))
                 goto out;
             predictions(x, img, 1, &pred);
             core_canvas_image(&cv, c, sev, img, s);

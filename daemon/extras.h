@@ -15,6 +15,7 @@
 
 #include "core/attack.h"
 #include "core/data.h"
+#include "core/dist.h"
 #include "proto/proto.h"
 #include "proto/worker.h"
 
@@ -30,14 +31,19 @@ typedef struct {
                                         its first eps, or NULL (a suite) */
     const adv_eval_spec *es;
     const adv_jobspec *parent;       /* the training job (its data and split) */
+    core_dist *dist;                 /* the MPI worker's ranks (NULL: one process):
+                                        calibration and corruptions split the n
+                                        examples; rank 0 alone sends */
     void (*send)(void *ctx, const adv_wmsg *msg);   /* a report or an image */
     int (*stop)(void *ctx);          /* 1: the job is asked to stop */
     void *ctx;
     char *err;                       /* CORE_ERRLEN */
 } advd_extras;
 
+/* Every rank calls these two (they split the examples and sum) ... */
 int advd_extras_calibration(const advd_extras *x);
 int advd_extras_corruptions(const advd_extras *x);
+/* ... rank 0 alone these. */
 int advd_extras_explanations(const advd_extras *x);
 int advd_extras_images(const advd_extras *x);
 

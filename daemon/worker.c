@@ -724,26 +724,31 @@ static void extras_send(void *ctx, const adv_wmsg *msg)
     send_msg(ctx, msg);
 }
 
+/* Rank-local, as on_eval_batch: the extras' ranks do unequal work. */
 static int extras_stop(void *ctx)
 {
-    return should_stop(ctx);
+    return stop_asked(ctx);
 }
 
-/* Calibration, corruptions, explanations and pictures, as asked. */
+/* Calibration, corruptions, explanations and pictures, as asked; every
+ * rank runs the steps that split the examples, rank 0 all of them. */
 static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
 {
     const adv_eval_spec *es = &w->spec->eval;
     const advd_extras x = {.m = r->m, .ws = r->ws, .te = &r->te, .x = r->x, .y = r->y, .n = r->n,
                            .batch = r->batch, .clean_acc = core_eval_clean_acc(&r->out),
-                           .adv_logits = r->out.adv_logits, .es = es,
-                           .parent = parent, .send = extras_send,
-                           .stop = extras_stop, .ctx = w, .err = w->err};
-    int (*const steps[4])(const advd_extras *) = {
-        es->calibration ? advd_extras_calibration : NULL,
-        es->corruptions ? advd_extras_corruptions : NULL,
-        es->explain ? advd_extras_explanations : NULL, advd_extras_images};
+                           .adv_logits = r->out.adv_logits, .es = es, .parent = parent,
+                           .dist = w->dist, .send = extras_send, .stop = extras_stop, .ctx = w,
+                           .err = w->err};
+    const struct {
+        int (*run)(const advd_extras *);
+        int split;
+    } steps[4] = {{es->calibration ? advd_extras_calibration : NULL, 1},
+                  {es->corruptions ? advd_extras_corruptions : NULL, 1},
+                  {es->explain ? advd_extras_explanations : NULL, 0},
+                  {advd_extras_images, 0}};
     for (int i = 0; i < 4; i++) {
-        if (steps[i] && steps[i](&x))
+        if (steps[i].run && (steps[i].split || w->rank == 0) && steps[i].run(&x))
             return -1;
         eval_progress(w, attack_share(es) + (1 - attack_share(es)) * (i + 1) / 4, 1);
     }
@@ -786,8 +791,8 @@ static int run_eval(worker *w, const adv_jobspec *parent)
         goto out;
     if (eval_ranks(w, &r, &hooks))
         goto out;
-    if (w->rank != 0) { /* rank 0 reports, checks and runs the extras */
-        rc = 0;
+    if (w->rank != 0) { /* rank 0 reports and checks; the ranks split some extras */
+        rc = run_extras(w, &r, parent) ? -1 : 0;
         goto out;
     }
     if (!(warnings = eval_warnings(w, &r, &indicators)))

@@ -212,6 +212,25 @@ START_TEST(test_severity_zero_is_clean)
 }
 END_TEST
 
+/* Corruption counts of ranges on whole batches add up to the whole set's
+ * (what the ranks of an MPI evaluation sum), and a corruption costs
+ * accuracy at its worst severity. */
+START_TEST(test_corruption_ranges_sum_to_the_whole)
+{
+    char err[CORE_ERRLEN] = "";
+    static double whole[CORE_NCORRUPTIONS][CORE_SEVERITIES], parts[CORE_NCORRUPTIONS][CORE_SEVERITIES];
+    ck_assert_msg(core_eval_corruptions(model, x, y, 0, N, BATCH, 9, NULL, whole, err) == 0,
+                  "%s", err);
+    ck_assert(core_eval_corruptions(model, x, y, 0, BATCH, BATCH, 9, NULL, parts, err) == 0);
+    ck_assert(core_eval_corruptions(model, x, y, BATCH, N, BATCH, 9, NULL, parts, err) == 0);
+    ck_assert(!memcmp(whole, parts, sizeof whole));
+    int clean = core_count_correct(core_model_forward(model, x, N), y, N, NC), hurt = 0;
+    for (int c = 0; c < CORE_NCORRUPTIONS; c++)
+        hurt += whole[c][CORE_SEVERITIES - 1] < clean;
+    ck_assert_msg(hurt >= CORE_NCORRUPTIONS / 2, "only %d corruptions cost accuracy", hurt);
+}
+END_TEST
+
 static Suite *suite_eval(void)
 {
     Suite *s = suite_create("eval");
@@ -223,6 +242,7 @@ static Suite *suite_eval(void)
     tcase_add_test(tc, test_hook_stops);
     tcase_add_test(tc, test_known_temperature);
     tcase_add_test(tc, test_severity_zero_is_clean);
+    tcase_add_test(tc, test_corruption_ranges_sum_to_the_whole);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -423,7 +423,7 @@ static int64_t submit_eval(int64_t job, int procs)
     char spec[400];
     snprintf(spec, sizeof spec,
              "{\"kind\":\"eval\",\"job\":%lld,\"attack\":\"pgd\",\"steps\":5,\"eps\":[0.05,0.1],"
-             "\"limit\":300,\"explain\":false,\"corruptions\":false,\"procs\":%d}",
+             "\"limit\":300,\"explain\":false,\"corruptions\":true,\"procs\":%d}",
              (long long)job, procs);
     return submit(spec);
 }
@@ -446,6 +446,22 @@ static char *survival_of(int64_t job, size_t *n)
     sqlite3_finalize(q);
     sqlite3_close(db);
     return all;
+}
+
+/* The data of job's report of kind (malloc'd; "" when none). */
+static char *report_of(int64_t job, const char *kind)
+{
+    sqlite3 *db = db_open();
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT data FROM reports WHERE job = ?1 AND kind = ?2",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(q, 1, job);
+    sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
+    char *s = strdup(sqlite3_step(q) == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : "");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return s;
 }
 
 START_TEST(daemon_job_on_two_ranks)
@@ -477,6 +493,15 @@ START_TEST(daemon_job_on_two_ranks)
     ck_assert_msg(!memcmp(s1, s2, n1), "procs 2 stored another per-example survival");
     free(s1);
     free(s2);
+    /* Calibration and corruptions split their examples too: the same figures. */
+    for (int k = 0; k < 2; k++) {
+        const char *kind = k ? "corruptions" : "calibration";
+        char *r1 = report_of(e1, kind), *r2 = report_of(e2, kind);
+        ck_assert_msg(r1[0], "no %s report", kind);
+        ck_assert_msg(!strcmp(r1, r2), "procs 2's %s report differs:\n%s\n%s", kind, r1, r2);
+        free(r1);
+        free(r2);
+    }
     expect_no_ranks();
 }
 END_TEST
