@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "core/dist.h"
+#include "daemon/launch.h"
 #include "daemon/store.h"
 #include "proto/proto.h"
 
@@ -207,6 +208,8 @@ void advd_schedule_soon(advd *d);         /* start queued jobs after this callba
 int advd_cancel_running(advd *d, int64_t job);
 void advd_scheduler_shutdown(advd *d);    /* ask every worker to checkpoint and exit */
 void advd_scheduler_kill(advd *d);        /* second signal: kill them now */
+/* The launcher settings (launch.h) of d's workers. */
+advd_launch_cfg advd_launch_of(const advd *d);
 
 /* worker.c: the entry point of `advd --worker`. */
 /* dist: the MPI worker's ranks (daemon/worker_mpi.c); NULL: one process. */

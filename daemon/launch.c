@@ -3,8 +3,10 @@
  */
 #include "daemon/launch.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 
@@ -68,18 +70,35 @@ static void add_split(words *w, const char *s)
     }
 }
 
+/* The MPI worker: the setting, or advd-worker-mpi beside the daemon. */
+static void worker_mpi_path(const advd_launch_cfg *c, char *path, size_t len)
+{
+    const char *slash = strrchr(c->exe, '/');
+    if (c->worker_mpi && *c->worker_mpi)
+        snprintf(path, len, "%s", c->worker_mpi);
+    else
+        snprintf(path, len, "%.*sadvd-worker-mpi", slash ? (int)(slash - c->exe + 1) : 0, c->exe);
+}
+
 static void add_worker_mpi(words *w, const advd_launch_cfg *c)
 {
-    if (c->worker_mpi && *c->worker_mpi) {
-        add_str(w, c->worker_mpi);
-    } else {
-        const char *slash = strrchr(c->exe, '/');
-        char path[4200];
-        snprintf(path, sizeof path, "%.*sadvd-worker-mpi",
-                 slash ? (int)(slash - c->exe + 1) : 0, c->exe);
-        add_str(w, path);
-    }
+    char path[4200];
+    worker_mpi_path(c, path, sizeof path);
+    add_str(w, path);
     add_str(w, "--worker");
+}
+
+int advd_launch_check(const advd_launch_cfg *c, char *err)
+{
+    char path[4200];
+    if (c->launcher == ADVD_LAUNCH_LOCAL)
+        return 0;
+    worker_mpi_path(c, path, sizeof path);
+    if (access(path, X_OK))
+        return core_errf(err, "launcher '%s' needs the MPI worker '%s': %s (make builds it "
+                              "where Open MPI is installed; 'worker_mpi' names another path)",
+                         advd_launcher_name(c->launcher), path, strerror(errno));
+    return 0;
 }
 
 int advd_launch_argv(const advd_launch_cfg *c, int64_t job, int procs, char *buf, size_t len,

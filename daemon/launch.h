@@ -40,6 +40,11 @@ typedef struct {
 int advd_launch_argv(const advd_launch_cfg *c, int64_t job, int procs, char *buf, size_t len,
                      char *argv[ADVD_LAUNCH_ARGV_MAX + 1], char *err);
 
+/* Whether the launcher can start a worker: mpirun and slurm need the MPI
+ * worker (an executable file at its path here, which on a cluster must be
+ * that on every node). 0, or -1 with err naming the file. */
+int advd_launch_check(const advd_launch_cfg *c, char *err);
+
 /* argv as one line for the log, words joined by blanks. */
 void advd_launch_line(char *const argv[], char *out, size_t len);
 

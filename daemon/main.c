@@ -320,6 +320,9 @@ static int start(advd *d, int ready_fd, char *err)
     d->loop.data = d;
     if ((rc = uv_exepath(d->exe, &len)))
         return core_errf(err, "cannot find this program's path: %s", uv_strerror(rc));
+    advd_launch_cfg lc = advd_launch_of(d);
+    if (advd_launch_check(&lc, err))
+        return -1;
     if (open_store(d, err) || advd_walckpt_start(d, err) || start_signals(d, err))
         return -1;
     if ((rc = uv_timer_init(&d->loop, &d->kick)))

@@ -791,13 +791,19 @@ static void close_fds(int fds[3][2], int side)
  * uv_spawn's fork cost the event loop 4-8 ms per worker on this virtual
  * machine (the copy, then a fault for each page the daemon wrote next),
  * which a burst of short jobs turned into stalls for every client. */
-static int spawn_process(advd *d, advd_worker *w, int fds[3][2], char *err)
+advd_launch_cfg advd_launch_of(const advd *d)
 {
     const advd_options *o = &d->opt;
-    advd_launch_cfg lc = {.launcher = w->launcher, .exe = d->exe, .worker_mpi = o->worker_mpi,
-                          .mpirun_args = o->mpirun_args, .salloc_args = o->salloc_args,
-                          .srun_args = o->srun_args};
+    return (advd_launch_cfg){.launcher = o->launcher, .exe = d->exe, .worker_mpi = o->worker_mpi,
+                             .mpirun_args = o->mpirun_args, .salloc_args = o->salloc_args,
+                             .srun_args = o->srun_args};
+}
+
+static int spawn_process(advd *d, advd_worker *w, int fds[3][2], char *err)
+{
+    advd_launch_cfg lc = advd_launch_of(d);
     char buf[8192], *args[ADVD_LAUNCH_ARGV_MAX + 1];
+    lc.launcher = w->launcher;
     if (advd_launch_argv(&lc, w->job, w->procs, buf, sizeof buf, args, err) < 0)
         return -1;
     if (w->launcher != ADVD_LAUNCH_LOCAL) {

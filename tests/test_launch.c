@@ -65,6 +65,20 @@ START_TEST(too_long_a_command_line_is_refused)
 }
 END_TEST
 
+START_TEST(a_missing_mpi_worker_is_named_at_start)
+{
+    advd_launch_cfg c = {.launcher = ADVD_LAUNCH_LOCAL, .exe = "/nowhere/advd"};
+    ck_assert_int_eq(advd_launch_check(&c, err), 0);
+    c.launcher = ADVD_LAUNCH_SLURM;
+    ck_assert_int_eq(advd_launch_check(&c, err), -1);
+    ck_assert_str_eq(err, "launcher 'slurm' needs the MPI worker '/nowhere/advd-worker-mpi': No "
+                          "such file or directory (make builds it where Open MPI is installed; "
+                          "'worker_mpi' names another path)");
+    c.worker_mpi = "/bin/sh";
+    ck_assert_int_eq(advd_launch_check(&c, err), 0);
+}
+END_TEST
+
 START_TEST(launcher_names)
 {
     int l = -1;
@@ -83,6 +97,7 @@ static Suite *launch_suite(void)
     tcase_add_test(tc, mpirun_runs_the_mpi_worker_beside_advd);
     tcase_add_test(tc, slurm_allocates_then_sruns_with_stdin_to_rank_0);
     tcase_add_test(tc, too_long_a_command_line_is_refused);
+    tcase_add_test(tc, a_missing_mpi_worker_is_named_at_start);
     tcase_add_test(tc, launcher_names);
     suite_add_tcase(s, tc);
     return s;
