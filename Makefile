@@ -69,7 +69,7 @@ UV_LIBS  := $(shell pkg-config --libs libuv 2>/dev/null)
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PROTO_SRC := $(wildcard proto/*.c)
-DAEMON_LIB_SRC := daemon/store.c daemon/ckptfile.c daemon/launch.c
+DAEMON_LIB_SRC := daemon/store.c daemon/ckptfile.c daemon/launch.c daemon/evalstate.c
 ADV_OBJ  := $(PROTO_SRC:%.c=$(BUILD)/%.o) $(DAEMON_LIB_SRC:%.c=$(BUILD)/%.o)
 # The daemon's program: everything else in daemon/ (main, server, ...)
 # but the MPI worker's main.

@@ -20,7 +20,7 @@
 enum { ADVCTL_OK = 0, ADVCTL_FAILED = 1, ADVCTL_USAGE = 2, ADVCTL_UNREACHABLE = 3 };
 
 typedef struct {
-    char socket_path[4096];
+    char socket_path[CORE_PATH_MAX];
     int json;           /* --json: print the daemon's result objects */
     int fd;             /* -1 until connected */
     adv_linebuf lines;

@@ -191,7 +191,7 @@ static int write_image(ctl *c, int64_t job, const char *dir, const json_t *im, j
 /* mkdir -p: dir and any missing parents. */
 static int make_dirs(const char *dir)
 {
-    char path[4096];
+    char path[CORE_PATH_MAX];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
         return errno = ENAMETOOLONG, -1;
     for (char *p = path + 1; *p; p++)

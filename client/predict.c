@@ -24,7 +24,7 @@ typedef struct {
     char **names;
     int n, cap;
     core_shape shape;
-    char first[4096];          /* where the shape came from, for messages */
+    char first[CORE_PATH_MAX];          /* where the shape came from, for messages */
 } inputs;
 
 static void inputs_free(inputs *in)
@@ -69,7 +69,7 @@ static int inputs_add(inputs *in, const core_dataset *ds, const char *path)
     }
     memcpy(in->pixels + dim * (size_t)in->n, ds->pixels, dim * (size_t)ds->n);
     for (int i = 0; i < ds->n; i++) {
-        char name[4200];
+        char name[CORE_PATH_JOIN];
         if (ds->n == 1)
             snprintf(name, sizeof name, "%s", path);
         else
@@ -94,7 +94,7 @@ static int add_file(inputs *in, const char *path)
 
 static int add_folder(inputs *in, const char *dir)
 {
-    char **names, err[CORE_ERRLEN], path[4200];
+    char **names, err[CORE_ERRLEN], path[CORE_PATH_JOIN];
     int n, rc = 0;
     if (core_png_folder_list(dir, &names, &n, err))
         return ctl_error("%s", err);

@@ -482,7 +482,7 @@ static int parse_args(int argc, char **argv, report *r, const char **out)
 /* Write the page to path through a temporary file and a rename. */
 static int write_page(const char *path, const report *r, const json_t *version)
 {
-    char tmp[4200];
+    char tmp[CORE_PATH_JOIN];
     if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof tmp)
         return ctl_error("cannot write '%s': %s", path, strerror(ENAMETOOLONG));
     FILE *f = fopen(tmp, "w");

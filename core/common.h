@@ -17,6 +17,11 @@
 #include <stdint.h>
 
 #define CORE_ERRLEN 256
+/* A path's bytes with its NUL (Linux's PATH_MAX), and a buffer for a
+ * folder of that size joined with a file name: the one pair of sizes for
+ * every path buffer. */
+#define CORE_PATH_MAX 4096
+#define CORE_PATH_JOIN (CORE_PATH_MAX + 256)
 
 /* Write a formatted message into err (may be NULL). Always returns -1 so
  * that error paths read "return core_errf(err, ...);". */

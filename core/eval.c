@@ -66,9 +66,10 @@ static int attack_batch(const core_eval_cfg *c, const core_suite *suite, const c
     return 0;
 }
 
+/* Batches [s0, b) at eps index e of the range that starts at a. */
 static int eps_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, const float *x,
-                     const int *y, int a, int b, int e, const core_eval_hooks *h, float *x_adv,
-                     core_eval_out *o, char *err)
+                     const int *y, int s0, int b, int a, int e, const core_eval_hooks *h,
+                     float *x_adv, core_eval_out *o, char *err)
 {
     size_t dim = core_shape_size(m->in);
     core_suite suite;
@@ -77,7 +78,7 @@ static int eps_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, 
     at.seed = c->seed;
     if (c->use_suite && core_suite_preset(c->suite, c->eps[e], c->seed, &suite, err))
         return -1;
-    for (int s = a; s < b; s += c->batch) {
+    for (int s = s0; s < b; s += c->batch) {
         int k = b - s < c->batch ? b - s : c->batch;
         if (attack_batch(c, &suite, &at, m, ws, x + dim * (size_t)s, y + s, e, s, k, x_adv, o,
                          err))
@@ -92,9 +93,19 @@ int core_eval_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, c
                     const int *y, int a, int b, const core_eval_hooks *h, core_eval_out *o,
                     char *err)
 {
+    return core_eval_range_from(c, m, ws, x, y, a, b, (core_eval_at){0, a}, h, o, err);
+}
+
+int core_eval_range_from(const core_eval_cfg *c, core_model *m, core_attack_ws *ws,
+                         const float *x, const int *y, int a, int b, core_eval_at from,
+                         const core_eval_hooks *h, core_eval_out *o, char *err)
+{
     if (c->batch < 1 || a < 0 || b > o->n || a > b || a % c->batch)
         return core_errf(err, "invalid evaluation range [%d, %d) of %d examples in batches of %d",
                          a, b, o->n, c->batch);
+    if (from.e < 0 || from.e > c->neps || from.s < a || from.s > b || (from.s - a) % c->batch)
+        return core_errf(err, "invalid resume point: eps index %d, example %d of [%d, %d)",
+                         from.e, from.s, a, b);
     size_t dim = core_shape_size(m->in);
     float *x_adv = core_alloc(sizeof(float) * dim * (size_t)c->batch);
     if (!x_adv)
@@ -104,8 +115,8 @@ int core_eval_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, c
         clean_check(m, x + dim * (size_t)s, y + s, s, k, o);
     }
     int rc = 0;
-    for (int e = 0; e < c->neps && rc == 0; e++)
-        rc = eps_range(c, m, ws, x, y, a, b, e, h, x_adv, o, err);
+    for (int e = from.e; e < c->neps && rc == 0; e++)
+        rc = eps_range(c, m, ws, x, y, e == from.e ? from.s : a, b, a, e, h, x_adv, o, err);
     core_free(x_adv);
     return rc;
 }
@@ -194,32 +205,39 @@ int core_eval_corruptions(core_model *m, const float *x, const int *y, int a, in
     return rc;
 }
 
-int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
-                    const core_dataset *ds, double *clean_acc, double *pgd20_acc, char *err)
+/* The whole of ds in two arrays, for core_eval_range. */
+static int gather_all(const core_dataset *ds, float **x, int **y, char *err)
 {
-    core_attack_cfg a = core_attack_defaults(CORE_ATTACK_PGD, c->eps);
-    core_eval_result clean, rob;
-    a.steps = 20;
-    a.norm = c->norm;
-    a.seed = c->seed;
-    int lo, hi;
-    core_dist_range(ds->n, c->batch, core_dist_rank(c->dist), core_dist_size(c->dist), &lo, &hi);
+    const size_t dim = core_shape_size(ds->shape);
     int *idx = core_alloc(sizeof(int) * (size_t)ds->n + 1);
-    if (!idx)
+    *x = core_alloc(sizeof(float) * dim * (size_t)ds->n + 1);
+    *y = core_alloc(sizeof(int) * (size_t)ds->n + 1);
+    if (!idx || !*x || !*y) {
+        core_free(idx);
         return core_errf(err, "out of memory for %d test images", ds->n);
+    }
     for (int i = 0; i < ds->n; i++)
         idx[i] = i;
-    /* core_evaluate keys batch b of its range by stream + (b << 24): a
-     * range from lo continues the whole set's keys. */
-    int rc = core_evaluate(m, ws, ds, idx + lo, hi - lo, c->batch, NULL, 0, &clean, err) ||
-             core_evaluate(m, ws, ds, idx + lo, hi - lo, c->batch, &a,
-                           CORE_STREAM_USER + ((uint64_t)lo << 24), &rob, err);
+    core_dataset_gather(ds, idx, ds->n, *x, *y);
     core_free(idx);
-    double counts[2] = {hi > lo ? clean.clean_acc * (hi - lo) : 0.0,
-                        hi > lo ? rob.robust_acc * (hi - lo) : 0.0};
-    if (rc == 0 && core_dist_sum(c->dist, counts, 2, CORE_DIST_F64, err))
-        rc = -1;
-    *clean_acc = rc || !ds->n ? NAN : round(counts[0]) / ds->n;
-    *pgd20_acc = rc || !ds->n ? NAN : round(counts[1]) / ds->n;
+    return 0;
+}
+
+int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
+                    const core_dataset *ds, core_eval_out *out, char *err)
+{
+    core_eval_cfg ec = {.attack = core_attack_defaults(CORE_ATTACK_PGD, c->eps), .neps = 1,
+                        .eps = {c->eps}, .seed = c->seed, .batch = c->batch};
+    ec.attack.steps = 20;
+    ec.attack.norm = c->norm;
+    float *x = NULL;
+    int *y = NULL, a, b;
+    core_dist_range(ds->n, c->batch, core_dist_rank(c->dist), core_dist_size(c->dist), &a, &b);
+    int rc = core_eval_out_alloc(&ec, ds->n, m->nclass, out, err) || gather_all(ds, &x, &y, err) ||
+             core_eval_range(&ec, m, ws, x, y, a, b, NULL, out, err) ||
+             core_dist_sum(c->dist, out->clean_ok, (size_t)ds->n, CORE_DIST_U8, err) ||
+             core_dist_sum(c->dist, out->survival, (size_t)ds->n, CORE_DIST_U8, err);
+    core_free(x);
+    core_free(y);
     return rc ? -1 : 0;
 }

@@ -66,6 +66,27 @@ int core_eval_range(const core_eval_cfg *c, core_model *m, core_attack_ws *ws, c
                     const int *y, int a, int b, const core_eval_hooks *h, core_eval_out *o,
                     char *err);
 
+/* Where an interrupted evaluation resumes: eps index e, the batch that
+ * starts at example s (e = neps: only the clean check is left). */
+typedef struct {
+    int e, s;
+} core_eval_at;
+
+/* The point after the hook's (e, done, total) of a range from a: what a
+ * resumed run starts at. */
+static inline core_eval_at core_eval_next(int e, int done, int total, int a)
+{
+    return done >= total ? (core_eval_at){e + 1, a} : (core_eval_at){e, a + done};
+}
+
+/* core_eval_range from `from` on: o holds the rows of the batches before
+ * it (as a stopped run left them, or loaded); the randomness of each
+ * batch is keyed by its place, so the rows end as an uninterrupted run's.
+ * The clean check runs again on the whole range (it is one pass). */
+int core_eval_range_from(const core_eval_cfg *c, core_model *m, core_attack_ws *ws,
+                         const float *x, const int *y, int a, int b, core_eval_at from,
+                         const core_eval_hooks *h, core_eval_out *o, char *err);
+
 /* Copy examples [a, b) of src's rows into dst's (another process's part). */
 void core_eval_merge(core_eval_out *dst, const core_eval_out *src, int a, int b);
 
@@ -101,10 +122,12 @@ int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *
                          core_attack_kind *kinds, char *err);
 
 /* The evaluation that closes a training run (the daemon's and advbench
- * train's): clean accuracy and PGD-20 (default step, random start) on the
- * whole of a data set, in batches of `batch` through a ws sized for it.
- * With dist, each rank evaluates its whole batches (core_dist_range) and
- * the counts are summed: every rank gets the one-process figures. */
+ * train's): the clean check and PGD-20 (default step, random start) on
+ * the whole of a data set, in batches of `batch` through a ws sized for
+ * it, as core_eval_range's rows (out, allocated here: free it) like any
+ * evaluation's. With dist, each rank evaluates its whole batches
+ * (core_dist_range) and the rows are summed: every rank gets the
+ * one-process rows. */
 typedef struct {
     float eps;
     core_norm norm;
@@ -114,6 +137,6 @@ typedef struct {
 } core_final_cfg;
 
 int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
-                    const core_dataset *ds, double *clean_acc, double *pgd20_acc, char *err);
+                    const core_dataset *ds, core_eval_out *out, char *err);
 
 #endif

@@ -78,7 +78,7 @@
 
 typedef struct {
     char socket_path[ADVD_SOCKET_MAX];
-    char db_path[4096];
+    char db_path[CORE_PATH_MAX];
     char socket_group[64];
     int socket_mode;
     int workers;           /* jobs run at once */
@@ -98,7 +98,7 @@ typedef struct {
     double drift_sigma;
     int launcher;          /* advd_launcher (launch.h) */
     char mpirun_args[1024], salloc_args[1024], srun_args[1024];
-    char worker_mpi[4096]; /* "": advd-worker-mpi beside advd */
+    char worker_mpi[CORE_PATH_MAX]; /* "": advd-worker-mpi beside advd */
     int foreground;        /* log to stderr instead of a file next to the db */
 } advd_options;
 
@@ -134,7 +134,7 @@ typedef struct advd {
     int stopping;              /* SIGTERM/SIGINT seen: no new work */
     int unrecorded;            /* a job's end could not be written (disk full): retry */
     int lock_fd;
-    char exe[4096];            /* this binary, for spawning workers */
+    char exe[CORE_PATH_MAX];            /* this binary, for spawning workers */
     FILE *log;
     advd_user_cache users;
 } advd;

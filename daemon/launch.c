@@ -82,7 +82,7 @@ static void worker_mpi_path(const advd_launch_cfg *c, char *path, size_t len)
 
 static void add_worker_mpi(words *w, const advd_launch_cfg *c)
 {
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     worker_mpi_path(c, path, sizeof path);
     add_str(w, path);
     add_str(w, "--worker");
@@ -90,7 +90,7 @@ static void add_worker_mpi(words *w, const advd_launch_cfg *c)
 
 int advd_launch_check(const advd_launch_cfg *c, char *err)
 {
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     if (c->launcher == ADVD_LAUNCH_LOCAL)
         return 0;
     worker_mpi_path(c, path, sizeof path);

@@ -141,7 +141,7 @@ static int parse_args(int argc, char **argv, advd_options *o, char *err)
 
 static int mkdir_p(const char *dir, char *err)
 {
-    char p[4096];
+    char p[CORE_PATH_MAX];
     snprintf(p, sizeof p, "%s", dir);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/')
@@ -158,7 +158,7 @@ static int mkdir_p(const char *dir, char *err)
 
 static int make_db_dir(const char *db, char *err)
 {
-    char dir[4096];
+    char dir[CORE_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", db);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir)
@@ -170,7 +170,7 @@ static int make_db_dir(const char *db, char *err)
 /* An flock on DB.lock, held for the daemon's life. */
 static int take_lock(advd *d, char *err)
 {
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     snprintf(path, sizeof path, "%s.lock", d->opt.db_path);
     d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (d->lock_fd < 0)
@@ -217,7 +217,7 @@ static int open_log(advd *d, char *err)
 {
     if (d->opt.foreground)
         return 0;
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     snprintf(path, sizeof path, "%s", d->opt.db_path);
     char *slash = strrchr(path, '/');
     snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),

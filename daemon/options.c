@@ -161,7 +161,7 @@ static char *trim(char *s)
 
 int advd_options_read(advd_options *o, FILE *f, const char *name, char *err)
 {
-    char line[4300], msg[CORE_ERRLEN];
+    char line[CORE_PATH_JOIN], msg[CORE_ERRLEN]; /* key = a path */
     int no = 0;
     while (fgets(line, sizeof line, f)) {
         no++;

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "daemon/ckptfile.h"
+#include "daemon/evalstate.h"
 #include "daemon/launch.h"
 #include "proto/worker.h"
 
@@ -580,9 +581,13 @@ static adv_job_state outcome(const advd_worker *w, char *why, size_t len)
 
 static void record_end(advd_worker *w)
 {
-    char why[1200];
+    char why[1200], err[CORE_ERRLEN];
     adv_job_state s = outcome(w, why, sizeof why);
     set_state(w->d, w->job, s, why[0] ? why : NULL);
+    /* An evaluation that ended needs its progress no more (evalstate.h). */
+    if (w->kind == ADV_JOB_EVAL && adv_job_state_final(s) &&
+        adv_evalstate_remove(adv_store_ckpt_dir(w->d->store), w->job, w->procs, err))
+        advd_log(w->d, "job %lld: %s", (long long)w->job, err);
 }
 
 static void on_worker_handle_closed(uv_handle_t *h)

@@ -64,6 +64,8 @@
 #include <time.h>
 #include <dirent.h>
 #include <errno.h>
+
+#include "daemon/evalstate.h"
 #include <limits.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -1223,8 +1225,9 @@ int adv_store_ckpt_sweep(adv_store *st, int *removed, char *err)
     while (!rc && (e = readdir(d))) {
         const char *name = e->d_name;
         int tmp = name[0] == '.' && strlen(name) > 5 && !strcmp(name + strlen(name) - 4, ".tmp");
-        if (!tmp && !adv_ckpt_file_valid(name))
-            continue; /* ".", "..", and anything not ours */
+        if ((!tmp && !adv_ckpt_file_valid(name)) || adv_evalstate_is(name))
+            continue; /* ".", "..", anything not ours, and evaluation states
+                         (evalstate.h: removed when their job ends) */
         sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
         int r = tmp ? 0 : row(st, s, "look up a checkpoint file", err);
         sqlite3_reset(s);

@@ -46,6 +46,7 @@
 #include <zlib.h>
 
 #include "daemon/ckptfile.h"
+#include "daemon/evalstate.h"
 #include "daemon/extras.h"
 #include "daemon/store.h"
 #include "core/eval.h"
@@ -64,6 +65,8 @@ static volatile sig_atomic_t setup_fd = -1;
 static char *done_stopped;
 static size_t done_stopped_len;
 
+typedef struct eval_run eval_run;
+
 typedef struct {
     core_dist *dist;          /* the MPI worker's ranks; NULL: one process */
     int rank;                 /* 0 alone speaks to the daemon and writes checkpoints */
@@ -74,6 +77,7 @@ typedef struct {
     const adv_wjob *job;      /* &first.u.job once it came; NULL before */
     adv_jobspec *spec;
     core_trainer *t;
+    eval_run *run;            /* an evaluation's, while it runs */
     int64_t last_ckpt_step;   /* -1: none sent */
     double last_progress;     /* time of the last progress message */
     char err[CORE_ERRLEN];
@@ -165,16 +169,22 @@ static int fail(worker *w)
  * first attempt of every job kills itself with SIGKILL on reaching PHASE:
  * load (its data just loaded), train (a batch after the attempt's first
  * checkpoint), checkpoint (the state of its second checkpoint saved, not
- * yet sent) or eval (the evaluation begins). Unset: nothing happens.
+ * yet sent), eval (the evaluation begins) or evalstate (an evaluation's
+ * progress saved in the middle of its second eps; with this phase the
+ * progress is saved after every batch). Unset: nothing happens.
  * Returns 0, to sit in a chain of calls. */
-static int fault_point(const worker *w, const char *phase)
+static int fault_wanted(const char *phase)
 {
     static const char *want;
     static int looked;
     if (!looked++)
         want = getenv("ADVD_FAULT");
-    if (want && !strcmp(want, phase) &&
-        w->job->attempt == 1) {
+    return want && !strcmp(want, phase);
+}
+
+static int fault_point(const worker *w, const char *phase)
+{
+    if (fault_wanted(phase) && w->job->attempt == 1) {
         fprintf(stderr, "advd worker: ADVD_FAULT=%s: killing myself\n", phase);
         raise(SIGKILL);
     }
@@ -394,31 +404,38 @@ static int on_epoch(void *ctx, const core_epoch_info *e)
     return stop;
 }
 
+/* Clean and PGD-20 on the test split (core_eval_final): an evaluation
+ * row with its per-example survival, like any evaluation's, and the
+ * test_clean_acc / test_pgd20_acc metrics. */
 static int final_eval(worker *w, const adv_train_spec *ts)
 {
     core_dataset te = {0};
+    core_eval_out rows = {0};
     core_trainer *t = w->t;
     float eps = t->cfg.eps > 0 ? t->cfg.eps : core_train_defaults().eps;
     core_final_cfg fc = {.eps = eps, .norm = t->cfg.norm, .seed = t->cfg.seed,
                          .batch = t->cfg.batch, .dist = w->dist};
-    double clean, rob;
     if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TEST, w->job->final_eval_limit, &te,
                           w->err) ||
-        fault_point(w, "eval") || core_eval_final(&fc, t->model, t->ws, &te, &clean, &rob, w->err)) {
+        fault_point(w, "eval") || core_eval_final(&fc, t->model, t->ws, &te, &rows, w->err)) {
+        core_eval_out_free(&rows);
         core_dataset_free(&te);
         return -1;
     }
+    double clean = core_eval_clean_acc(&rows), rob = core_eval_robust_acc(&rows, 0);
     adv_wmsg m = {.type = ADV_W_EVAL,
                   .u.eval = {.spec = json_pack("{s:s, s:s, s:s, s:i, s:b}", "attack", "pgd",
                                                "norm", t->cfg.norm == CORE_NORM_L2 ? "l2" : "linf",
                                                "loss", "ce", "steps", 20, "final", 1),
                              .warnings = json_array(), .eps = adv_float_json(eps), .n = te.n,
-                             .clean_acc = clean, .robust_acc = rob}};
+                             .clean_acc = clean, .robust_acc = rob,
+                             .survival = core_eval_survival(&rows, 0)}};
     send_msg(w, &m);
     json_decref(m.u.eval.spec);
     json_decref(m.u.eval.warnings);
     send_metrics(w, t->progress.epoch,
                  json_pack("{s:f, s:f}", "test_clean_acc", clean, "test_pgd20_acc", rob));
+    core_eval_out_free(&rows);
     core_dataset_free(&te);
     return 0;
 }
@@ -520,7 +537,7 @@ out:
 
 _Static_assert(ADV_EPS_MAX == CORE_EVAL_EPS_MAX, "an eval spec's eps list fits core_eval_cfg");
 
-typedef struct {
+struct eval_run {
     core_model *m;
     core_attack_ws *ws;
     core_dataset te;
@@ -529,7 +546,11 @@ typedef struct {
     float *x;
     core_eval_cfg cfg;
     core_eval_out out;
-} eval_run;
+    /* Progress on disk (evalstate.h): this rank's range, its file. */
+    adv_evalstate_key key;
+    char state_name[96];
+    double last_save;
+};
 
 static void eval_free(eval_run *r)
 {
@@ -613,14 +634,36 @@ static double attack_share(const adv_eval_spec *es)
     return has_extras(es) ? 0.7 : 1.0;
 }
 
-/* core_eval_range's hook: a stop ends the evaluation between batches.
- * Ranks have ranges of unequal length, so no collective here: rank 0
- * alone stops, and its end ends the others (mpirun, srun). */
+/* Progress is saved at most this often (and at a stop). */
+#define EVALSTATE_EVERY_S 2.0
+
+/* This rank's rows so far and where a resumed run starts, on disk. A
+ * failed save costs only a resume's head start: a warning in the log. */
+static void save_state(worker *w, core_eval_at at)
+{
+    eval_run *r = w->run;
+    char err[CORE_ERRLEN];
+    r->last_save = core_now_s();
+    if (adv_evalstate_save(w->job->ckpt_dir, r->state_name, &r->key, at, &r->out, err))
+        fprintf(stderr, "advd worker: %s\n", err);
+    else if (at.e == 1 && at.s > r->key.a)
+        fault_point(w, "evalstate");
+}
+
+/* core_eval_range's hook: the progress saved now and then, and a stop
+ * ends the evaluation between batches (its progress saved: the retry or
+ * the restart resumes there). Ranks have ranges of unequal length, so no
+ * collective here: rank 0 alone stops, and its end ends the others
+ * (mpirun, srun). */
 static int on_eval_batch(void *ctx, int e, int done, int total)
 {
     worker *w = ctx;
     const adv_eval_spec *es = &w->spec->eval;
-    if (stop_asked(w))
+    int stop = stop_asked(w);
+    if (stop || core_now_s() - w->run->last_save >= EVALSTATE_EVERY_S ||
+        fault_wanted("evalstate"))
+        save_state(w, core_eval_next(e, done, total, w->run->key.a));
+    if (stop)
         return 1;
     eval_progress(w, attack_share(es) * (e + (double)done / total) / es->neps, 0);
     return 0;
@@ -755,14 +798,54 @@ static int run_extras(worker *w, eval_run *r, const adv_jobspec *parent)
     return 0;
 }
 
-/* This rank's whole batches of the examples, then every rank's rows
- * summed into rank 0's (each rank's are zero outside its range): the
- * per-example rows of a one-process run. */
+/* The key of this rank's progress file: the job's spec and checkpoint,
+ * the evaluation's shape and the rank's range [a, b). */
+static void state_key(worker *w, eval_run *r, int a, int b)
+{
+    char *spec = json_dumps(w->job->spec, JSON_COMPACT | JSON_SORT_KEYS);
+    r->key = (adv_evalstate_key){
+        .spec_crc = spec ? (uint32_t)crc32(0, (const Bytef *)spec, (uInt)strlen(spec)) : 0,
+        .ckpt_crc = w->job->checkpoint.crc32, .n = r->n, .neps = r->cfg.neps,
+        .nclass = r->m->nclass, .batch = r->cfg.batch, .a = a, .b = b};
+    free(spec);
+    adv_evalstate_name(w->job->job, w->rank, core_dist_size(w->dist), r->state_name,
+                       sizeof r->state_name);
+}
+
+/* Where this rank starts: from its progress file when one holds (the
+ * rows done are loaded), else from the beginning. */
+static core_eval_at resume_point(worker *w, eval_run *r)
+{
+    core_eval_at at = {0, r->key.a};
+    char err[CORE_ERRLEN], msg[CORE_ERRLEN + 64];
+    int rc = adv_evalstate_load(w->job->ckpt_dir, r->state_name, &r->key, &at, &r->out, err);
+    if (rc == 0) {
+        fprintf(stderr, "advd worker: resuming the evaluation at eps %d of %d, example %d\n",
+                at.e + 1, r->cfg.neps, at.s);
+        return at;
+    }
+    if (rc != ADV_STORE_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "%s; the evaluation starts over", err);
+        fprintf(stderr, "advd worker: %s\n", msg);
+        send_text(w, ADV_W_WARNING, msg);
+    }
+    return (core_eval_at){0, r->key.a};
+}
+
+/* This rank's whole batches of the examples (resumed where its progress
+ * file says), then every rank's rows summed into rank 0's (each rank's
+ * are zero outside its range): the per-example rows of a one-process run. */
 static int eval_ranks(worker *w, eval_run *r, const core_eval_hooks *hooks)
 {
     int a, b;
     core_dist_range(r->n, r->batch, w->rank, core_dist_size(w->dist), &a, &b);
-    int rc = core_eval_range(&r->cfg, r->m, r->ws, r->x, r->y, a, b, hooks, &r->out, w->err);
+    state_key(w, r, a, b);
+    core_eval_at at = resume_point(w, r);
+    r->last_save = core_now_s();
+    w->run = r;
+    int rc = core_eval_range_from(&r->cfg, r->m, r->ws, r->x, r->y, a, b, at, hooks, &r->out,
+                                  w->err);
+    w->run = NULL;
     if (rc == 1)
         return core_errf(w->err, "stopped before the evaluation finished");
     if (rc || !w->dist)

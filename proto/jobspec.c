@@ -494,7 +494,7 @@ static int readable_file(const char *path, adv_error *e)
 /* DIR/NAME.gz or DIR/NAME, as core/data.c looks for IDX files. */
 static int idx_file(const char *dir, const char *name, adv_error *e)
 {
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     snprintf(path, sizeof path, "%s/%s.gz", dir, name);
     if (access(path, F_OK) == 0)
         return readable_file(path, e);
@@ -533,7 +533,7 @@ static int check_dataset(adv_train_spec *t, adv_error *e)
     static const char *const cifar[] = {"data_batch_1.bin", "data_batch_2.bin",
                                         "data_batch_3.bin", "data_batch_4.bin",
                                         "data_batch_5.bin", "test_batch.bin"};
-    char path[4200];
+    char path[CORE_PATH_JOIN];
     switch (t->fmt) {
     case CORE_FORMAT_IDX:
         t->shape = (core_shape){1, 28, 28};

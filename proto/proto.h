@@ -242,7 +242,7 @@ typedef struct {
 typedef struct {
     char dataset[ADV_DATASET_MAX];  /* as given: "fashion-mnist", "cifar10:/d" */
     core_data_format fmt;           /* resolved by core_data_resolve */
-    char data_dir[4096];
+    char data_dir[CORE_PATH_MAX];
     char model[CORE_SPEC_LEN];      /* preset name or spec, as given */
     core_shape shape;               /* {0} for png: known only once loaded */
     int nclass;                     /* 0 for png */

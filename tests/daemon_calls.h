@@ -240,4 +240,45 @@ static inline char *newest_ckpt_bytes(int64_t job, size_t *n)
     return bytes;
 }
 
+/* The evaluation rows' survival bytes of job, concatenated by eps. */
+static inline char *survival_of(int64_t job, size_t *n)
+{
+    sqlite3 *db = db_open();
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT survival FROM evaluations WHERE job = ?1"
+                                        " ORDER BY eps",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(q, 1, job);
+    char *all = calloc(1, 1);
+    *n = 0;
+    while (sqlite3_step(q) == SQLITE_ROW)
+        {
+        size_t k = (size_t)sqlite3_column_bytes(q, 0);
+        all = realloc(all, *n + k + 1);
+        memcpy(all + *n, sqlite3_column_blob(q, 0), k);
+        *n += k;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return all;
+}
+
+/* The data of job's report of kind (malloc'd; "" when none). */
+static inline char *report_of(int64_t job, const char *kind)
+{
+    sqlite3 *db = db_open();
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT data FROM reports WHERE job = ?1 AND kind = ?2",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(q, 1, job);
+    sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
+    char *s = strdup(sqlite3_step(q) == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : "");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return s;
+}
+
 #endif

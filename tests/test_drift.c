@@ -474,13 +474,10 @@ static void pgd_window_alarms(void)
  * fork into each test). */
 START_TEST(trained_model_acceptance)
 {
-#ifdef __SANITIZE_ADDRESS__
-    /* Minutes of training under the sanitizers, and a different model
-     * (-O1 rounds otherwise) than the one these tolerances describe; the
-     * statistics' code runs under them in the cases above. */
-    printf("test_drift: trained_model_acceptance skipped under AddressSanitizer\n");
-    return;
-#endif
+    if (adv_test_under_asan()) { /* the statistics' code runs under it above */
+        printf("test_drift: trained_model_acceptance skipped under AddressSanitizer\n");
+        return;
+    }
     train_model();
     clean_test_windows_rarely_alarm();
     for (int k = 0; k < (int)(sizeof shifts / sizeof shifts[0]); k++)

@@ -165,6 +165,54 @@ START_TEST(test_hook_stops)
 }
 END_TEST
 
+/* Stops after `left` batches, keeping where a resumed run starts. */
+typedef struct {
+    int left, a;
+    core_eval_at next;
+} stopper;
+
+static int stop_after(void *ctx, int e, int done, int total)
+{
+    stopper *s = ctx;
+    s->next = core_eval_next(e, done, total, s->a);
+    return --s->left <= 0;
+}
+
+/* A run stopped after k batches (k = 1 .. all), its rows copied into a
+ * fresh result as a state file would carry them, then resumed: the rows
+ * equal an uninterrupted run's, bit for bit, at every stopping point. */
+START_TEST(test_resumed_equals_uninterrupted)
+{
+    core_eval_cfg c = pgd_cfg();
+    core_eval_out whole, first, resumed;
+    char err[CORE_ERRLEN] = "";
+    ck_assert(core_eval_out_alloc(&c, N, NC, &whole, err) == 0);
+    run(&c, BATCH, N, &whole);
+    const int batches = 2 * (N - BATCH) / BATCH;
+    for (int k = 1; k <= batches; k++) {
+        stopper st = {.left = k, .a = BATCH};
+        core_eval_hooks h = {.on_batch = stop_after, .ctx = &st};
+        ck_assert(core_eval_out_alloc(&c, N, NC, &first, err) == 0);
+        ck_assert(core_eval_out_alloc(&c, N, NC, &resumed, err) == 0);
+        ck_assert_int_eq(core_eval_range(&c, model, ws, x, y, BATCH, N, &h, &first, err), 1);
+        core_eval_merge(&resumed, &first, BATCH, N);
+        ck_assert_msg(core_eval_range_from(&c, model, ws, x, y, BATCH, N, st.next, NULL, &resumed,
+                                           err) == 0, "%s", err);
+        ck_assert_mem_eq(resumed.clean_ok, whole.clean_ok, N);
+        ck_assert_mem_eq(resumed.survival, whole.survival, (size_t)N * 2);
+        ck_assert_mem_eq(resumed.adv_logits, whole.adv_logits, sizeof(float) * N * NC);
+        core_eval_out_free(&first);
+        core_eval_out_free(&resumed);
+    }
+    ck_assert(core_eval_out_alloc(&c, N, NC, &first, err) == 0);
+    ck_assert_int_eq(core_eval_range_from(&c, model, ws, x, y, BATCH, N, (core_eval_at){0, 5},
+                                          NULL, &first, err), -1);
+    ck_assert_str_eq(err, "invalid resume point: eps index 0, example 5 of [32, 96)");
+    core_eval_out_free(&first);
+    core_eval_out_free(&whole);
+}
+END_TEST
+
 /* Logits T0 times too sharp, labels drawn from the softmax at the right
  * temperature: the fit recovers T0. */
 START_TEST(test_known_temperature)
@@ -240,6 +288,7 @@ static Suite *suite_eval(void)
     tcase_add_test(tc, test_ranges_merge_to_the_whole);
     tcase_add_test(tc, test_suite_is_the_minimum_of_its_attacks);
     tcase_add_test(tc, test_hook_stops);
+    tcase_add_test(tc, test_resumed_equals_uninterrupted);
     tcase_add_test(tc, test_known_temperature);
     tcase_add_test(tc, test_severity_zero_is_clean);
     tcase_add_test(tc, test_corruption_ranges_sum_to_the_whole);

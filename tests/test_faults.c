@@ -16,6 +16,7 @@
 #include "proto/proto.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <sched.h>
 #include <sqlite3.h>
@@ -94,6 +95,127 @@ START_TEST(test_worker_killed)
 }
 END_TEST
 
+/* ------------------------------------------------ resumable evaluations */
+
+/* A model large enough that its evaluation takes seconds. */
+#define WIDE_SPEC                                                                             \
+    "{\"kind\":\"train\",\"name\":\"wide\",\"model\":\"conv32k3p1 relu maxpool2 fc10\","    \
+    "\"epochs\":1,\"train_limit\":256,\"val_size\":64,\"val_robust_size\":0,\"batch\":64,"    \
+    "\"steps\":2,\"seed\":5}"
+
+static int64_t submit_eval_of(int64_t job, int steps, int limit)
+{
+    char spec[400];
+    snprintf(spec, sizeof spec,
+             "{\"kind\":\"eval\",\"job\":%lld,\"attack\":\"pgd\",\"steps\":%d,"
+             "\"eps\":[0.05,0.1],\"limit\":%d,\"explain\":false,\"corruptions\":false}",
+             (long long)job, steps, limit);
+    return submit(spec);
+}
+
+static int count_in_log(const char *needle)
+{
+    int n = 0;
+    for (const char *p = read_log(); (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* No evaluation progress file is left in the checkpoint folder. */
+static void expect_no_evalstate(void)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s.ckpt", D.db);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        ck_assert_msg(!strstr(e->d_name, ".evalstate"), "%s is left", e->d_name);
+    if (d)
+        closedir(d);
+}
+
+/* Waits until job runs with some progress, and not all. */
+static void wait_midway(int64_t job)
+{
+    double t0 = now_s();
+    for (;;) {
+        json_t *s = job_status(job);
+        double p = json_number_value(json_object_get(s, "progress"));
+        int mid = !strcmp(str_of(s, "state"), "running") && p > 0.0 && p < 0.5;
+        ck_assert_msg(strcmp(str_of(s, "state"), "succeeded"), "job %lld ended too soon",
+                      (long long)job);
+        json_decref(s);
+        if (mid)
+            return;
+        ck_assert_msg(now_s() - t0 < 120, "job %lld never got under way", (long long)job);
+        usleep(20000);
+    }
+}
+
+/* An evaluation whose worker is killed in its second eps (ADVD_FAULT=
+ * evalstate: SIGKILL once its progress is saved there) and one stopped by
+ * the daemon's shutdown (SIGTERM: requeued, its progress saved at the
+ * stop) resume where they were, and store the per-example survival and
+ * the calibration of runs nobody interrupted, byte for byte. */
+START_TEST(test_evaluation_resumes)
+{
+    const char *opt[] = {"--retries", "1", NULL};
+    setenv("ADVD_FAULT", "evalstate", 1);
+    start_daemon_with(opt);
+    int64_t small = submit(JOB_SPEC(2)), wide = submit(WIDE_SPEC);
+    expect_succeeded(small, 120);
+    expect_succeeded(wide, 120);
+    /* A training job's final evaluation keeps its per-example survival. */
+    size_t final_n;
+    free(survival_of(small, &final_n));
+    ck_assert_int_eq(final_n, 100); /* the harness's --final-eval-limit */
+    int64_t killed = submit_eval_of(small, 10, 512);
+    json_t *s = wait_final(killed, 180);
+    ck_assert_msg(!strcmp(str_of(s, "state"), "succeeded"), "%s", str_of(s, "error"));
+    ck_assert_int_eq(json_integer_value(json_object_get(s, "attempts")), 2);
+    json_decref(s);
+    LOG_HAS("killing myself");
+    LOG_HAS("resuming the evaluation at eps 2 of 2, example 128");
+    expect_no_evalstate();
+
+    stop_daemon(SIGTERM);
+    unsetenv("ADVD_FAULT");
+    start_daemon_with(opt);
+    int64_t stopped = submit_eval_of(wide, 20, 384);
+    wait_midway(stopped);
+    int before = count_in_log("resuming the evaluation");
+    stop_daemon(SIGTERM);
+    start_daemon_with(opt);
+    expect_succeeded(stopped, 300);
+    ck_assert_int_eq(count_in_log("resuming the evaluation"), before + 1);
+    expect_no_evalstate();
+    size_t n[4];
+    char *got[2] = {survival_of(killed, &n[0]), survival_of(stopped, &n[1])};
+    char *cal[2] = {report_of(killed, "calibration"), report_of(stopped, "calibration")};
+
+    /* The same jobs on a fresh database, with nobody in the way. */
+    stop_daemon(SIGTERM);
+    snprintf(D.db, sizeof D.db, "%s/uninterrupted.db", D.dir);
+    start_daemon_with(opt);
+    small = submit(JOB_SPEC(2)), wide = submit(WIDE_SPEC);
+    expect_succeeded(small, 120);
+    expect_succeeded(wide, 120);
+    int64_t e[2] = {submit_eval_of(small, 10, 512), submit_eval_of(wide, 20, 384)};
+    for (int i = 0; i < 2; i++) {
+        expect_succeeded(e[i], 300);
+        char *want = survival_of(e[i], &n[2 + i]), *wcal = report_of(e[i], "calibration");
+        ck_assert_int_eq(n[i], n[2 + i]);
+        ck_assert_msg(n[i] > 0 && !memcmp(got[i], want, n[i]),
+                      "evaluation %d: the resumed survival differs from an uninterrupted run's", i);
+        ck_assert_msg(!strcmp(cal[i], wcal), "evaluation %d: calibration differs", i);
+        free(want);
+        free(wcal);
+        free(got[i]);
+        free(cal[i]);
+    }
+}
+END_TEST
+
 /* ----------------------------------------------------- memory pressure */
 
 /* About 20 M weights (80 MB), with their gradients and momentum 240 MB. */
@@ -102,24 +224,13 @@ END_TEST
     "\"epochs\":1,\"train_limit\":256,\"val_size\":0,\"val_robust_size\":0,\"batch\":64,"     \
     "\"steps\":1,\"seed\":5}"
 
-static int under_asan(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return 1;
-#endif
-#endif
-    return 0;
-}
 
 /* The daemon (and so its workers) under a 160 MiB address-space limit:
  * the daemon needs a few MiB, a tiny job's worker some tens, a job with
  * about 20 M weights (BIG_JOB) more than the limit. */
 START_TEST(test_memory_limit)
 {
-    if (under_asan()) {
+    if (adv_test_under_asan()) {
         printf("test_memory_limit: skipped under AddressSanitizer (it reserves terabytes of "
                "address space)\n");
         return;
@@ -404,6 +515,7 @@ static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
     add_case(s, "worker", test_worker_killed, 2 * NPHASES);
+    add_case(s, "evaluation", test_evaluation_resumes, 1);
     add_case(s, "memory", test_memory_limit, 1);
     add_case(s, "busy", test_busy_database, 1);
     add_case(s, "disk", test_disk_full, 1);

@@ -229,6 +229,11 @@ END_TEST
 /* The point of the project: PGD training buys accuracy under PGD. */
 START_TEST(adversarial_beats_clean_under_attack)
 {
+    if (adv_test_under_asan()) { /* training and attacks run under it above */
+        printf("test_train: adversarial_beats_clean_under_attack skipped under "
+               "AddressSanitizer\n");
+        return;
+    }
     core_dataset d = subset(2000);
     core_attack_cfg pgd = core_attack_defaults(CORE_ATTACK_PGD, 0.1f);
     pgd.steps = 10;

@@ -21,6 +21,22 @@ static inline void adv_test_tmpdir(char *out, size_t len)
     ck_assert_ptr_nonnull(mkdtemp(out));
 }
 
+/* 1 in a build under AddressSanitizer (make check-asan): tests that
+ * measure a trained model's quality skip there (minutes of training, and
+ * -O1's rounding trains another model than their tolerances describe);
+ * the code they run is run by the other tests under the sanitizers. */
+static inline int adv_test_under_asan(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
+
 #define ADV_TEST_MAIN(suite_fn)                                   \
     int main(void)                                                \
     {                                                             \

@@ -147,7 +147,7 @@ static int bench_setup(const options *o, bench_ctx *b, char *err)
 {
     core_dataset ds;
     core_data_format fmt;
-    char dir[4096];
+    char dir[CORE_PATH_MAX];
     if (core_data_resolve("fashion-mnist", &fmt, dir, err) ||
         core_dataset_load(fmt, dir, CORE_SPLIT_TEST, o->batch, &ds, err))
         return -1;
@@ -380,7 +380,7 @@ static int epoch_done(void *ctx, const core_epoch_info *e)
 
 static int train(const options *o)
 {
-    char err[CORE_ERRLEN], dir[4096];
+    char err[CORE_ERRLEN], dir[CORE_PATH_MAX];
     core_data_format fmt;
     core_dataset tr = {0}, te = {0};
     core_trainer *t = NULL;
@@ -404,16 +404,17 @@ static int train(const options *o)
     double train_s = core_now_s() - t0;
     /* The daemon's final evaluation: PGD-20 at step 2.5 eps / 20 = eps / 8,
      * the peer's. */
-    double clean, rob;
+    core_eval_out rows = {0};
     core_attack_ws *ws = NULL;
     if (core_model_reserve(t->model, 500, err) == 0 &&
         core_attack_ws_create(t->model, 500, &ws, err) == 0 &&
-        core_eval_final(t->model, ws, &te, o->eps, CORE_NORM_LINF, 0, 500, &clean, &rob,
-                        err) == 0) {
-        printf("train_seconds\t%.1f\nclean_acc\t%.4f\npgd20_acc\t%.4f\n", train_s, clean,
-               rob);
+        core_eval_final(&(core_final_cfg){.eps = o->eps, .norm = CORE_NORM_LINF, .batch = 500},
+                        t->model, ws, &te, &rows, err) == 0) {
+        printf("train_seconds\t%.1f\nclean_acc\t%.4f\npgd20_acc\t%.4f\n", train_s,
+               core_eval_clean_acc(&rows), core_eval_robust_acc(&rows, 0));
         rc = 0;
     }
+    core_eval_out_free(&rows);
     core_attack_ws_free(ws);
 out:
     if (rc)

@@ -43,7 +43,7 @@ static void add_shift(const float *x, const int *y, int n) {
     core_drift_atc_of(lg, y, n, C, T, &sh[nsh].threshold, &sh[nsh].accuracy); nsh++; free(lg);
 }
 int main(int argc, char **argv) {
-    char err[CORE_ERRLEN], dir[4096]; core_data_format fmt; core_dataset tr, te;
+    char err[CORE_ERRLEN], dir[CORE_PATH_MAX]; core_data_format fmt; core_dataset tr, te;
     if (argc < 4) return 2;
     core_data_resolve("fashion-mnist", &fmt, dir, err);
     core_dataset_load(fmt, dir, CORE_SPLIT_TRAIN, atoi(argv[2]), &tr, err);
