@@ -37,7 +37,7 @@ static const command commands[] = {
      "       [--checkpoint-every N] [--init JOB[:latest|best|EPOCH]] [--train-layers all|last|last:K]\n"
      "       [--augment-crop PAD] [--augment-flip] [--augment-brightness X] [--augment-contrast X]\n"
      "       [--augment-noise SIGMA] [--augment-corruptions NAME,...|all] [--augment-severity S]\n"
-     "       [--augment-prob P] [--augmix [--augmix-js X]] [--wait]",
+     "       [--augment-prob P] [--augmix [--augmix-js X]] [--procs N] [--wait]",
      "queue a training job (no arguments: cnn-small, PGD-7 on Fashion-MNIST, eps 0.1)"},
     {"eval", NULL, cmd_eval,
      "JOB [--checkpoint latest|best|EPOCH] (--attack NAME [--steps N] [--restarts N]\n"
@@ -45,7 +45,7 @@ static const command commands[] = {
      "       | --suite NAME) [--eps X[,Y,...]] [--limit N] [--seed N] [--no-sanity]\n"
      "       [--no-calibration] [--corruptions] [--explain [--explain-limit N] [--explain-class K]\n"
      "       [--smoothgrad-samples N] [--smoothgrad-sigma X] [--ig-steps N] [--fragility-eps X]]\n"
-     "       [--wait]",
+     "       [--procs N] [--wait]",
      "queue an evaluation of a checkpoint of JOB (with calibration, corruptions, explanations)"},
     {"list", "ls", cmd_list, "[--state STATE] [--kind train|eval|import] [--limit N] [--mine]",
      "list jobs (everyone's; --mine: your own)"},

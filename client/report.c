@@ -134,7 +134,9 @@ static int fetch_job(ctl *c, report_job *j)
     }
     if ((rc = ctl_call_job(c, "metrics", j->id, &j->metrics)) ||
         (rc = ctl_call_job(c, "results", j->id, &j->results)) ||
-        (rc = ctl_call_job(c, "checkpoints", j->id, &j->checkpoints)))
+        (rc = ctl_call_job(c, "checkpoints", j->id, &j->checkpoints)) ||
+        (json_object_get(j->status, "monitor") &&
+         (rc = ctl_call_job(c, "monitor", j->id, &j->monitor))))
         return rc;
     return fetch_pictures(c, j);
 }
@@ -148,6 +150,7 @@ static void free_report(report *r)
         json_decref(j->results);
         json_decref(j->checkpoints);
         json_decref(j->pictures);
+        json_decref(j->monitor);
     }
 }
 
@@ -450,6 +453,7 @@ static void page(FILE *f, const report *r, const json_t *version)
     rep_corruptions(f, r);
     rep_explanations(f, r);
     rep_adversarial(f, r);
+    rep_monitor(f, r);
     checkpoints(f, r);
     html_end(f);
 }

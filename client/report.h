@@ -22,6 +22,7 @@ typedef struct {
     json_t *checkpoints;
     json_t *pictures;    /* {"adversarial": {"job": ID, "files": {NAME: BASE64}}, ...}:
                             the latest drawing job of each kind */
+    json_t *monitor;     /* its drift monitor's windows, or NULL */
 } report_job;
 
 typedef struct {
@@ -93,6 +94,9 @@ int rep_missing_reports(FILE *f, const report *r, const char *kind, const char *
 /* A legend name: what, prefixed by the job's name when several jobs share
  * the plot (the job's name alone when what is empty). */
 void rep_series_name(const report *r, int job, const char *what, char *buf, size_t len);
+
+/* report_monitor.c: the drift monitor's windows and alarms. */
+void rep_monitor(FILE *f, const report *r);
 
 /* report_figs.c: the sections from metrics and evaluations. */
 void rep_training(FILE *f, const report *r);

@@ -24,14 +24,18 @@
 #include "loss.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- names, defaults, validation -------------------------------------- */
 
-static const char *const kind_names[] = {"fgsm",   "pgd",   "apgd-ce", "apgd-t",
-                                         "square", "noise", "fab-t"};
-#define NKINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
+#define KIND_NAME(kind, name, gradients) name,
+#define KIND_GRADIENTS(kind, name, gradients) gradients,
+static const char *const kind_names[] = {CORE_ATTACKS(KIND_NAME)};
+static const int kind_gradients[] = {CORE_ATTACKS(KIND_GRADIENTS)};
+#define NKINDS CORE_NATTACKS
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == CORE_NATTACKS, "a name per attack");
 
 const char *core_attack_kind_name(core_attack_kind k)
 {
@@ -45,9 +49,17 @@ int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err)
         *out = (core_attack_kind)k;
         return 0;
     }
-    return core_errf(err,
-                     "unknown attack '%s' (known: fgsm, pgd, apgd-ce, apgd-t, square, noise, fab-t)",
-                     s ? s : "");
+    char known[256] = "";
+    for (int i = 0; i < NKINDS; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                 kind_names[i]);
+    return core_errf(err, "unknown attack '%s' (known: %s)", s ? s : "", known);
+}
+
+int core_attack_white_box(const char *name)
+{
+    int k = core_name_index(name, kind_names, NKINDS);
+    return k < 0 || kind_gradients[k];
 }
 
 core_attack_cfg core_attack_defaults(core_attack_kind kind, float eps)

@@ -23,15 +23,25 @@
 
 typedef enum { CORE_NORM_LINF, CORE_NORM_L2 } core_norm;
 
-typedef enum {
-    CORE_ATTACK_FGSM,
-    CORE_ATTACK_PGD,
-    CORE_ATTACK_APGD_CE,
-    CORE_ATTACK_APGD_T,   /* targeted APGD with the targeted DLR loss */
-    CORE_ATTACK_SQUARE,   /* score-based, no gradients (L-inf) */
-    CORE_ATTACK_NOISE,    /* uniform random noise in the eps-ball (a baseline) */
-    CORE_ATTACK_FAB_T     /* targeted FAB, minimal L-inf boundary points (fab.c) */
-} core_attack_kind;
+/* Every attack, one row: X(KIND, name, uses the model's gradients). The
+ * enum, the names, their parser and the white-box property (the sanity
+ * checks' rule that a black-box attack must not beat a white-box one)
+ * come from it; a new attack adds its row, its file and its case in
+ * core_attack_run's dispatch (attack.c).
+ *   APGD_T   targeted APGD with the targeted DLR loss
+ *   SQUARE   score-based, no gradients (L-inf)
+ *   NOISE    uniform random noise in the eps-ball (a baseline)
+ *   FAB_T    targeted FAB, minimal L-inf boundary points (fab.c) */
+#define CORE_ATTACKS(X)                                                                      \
+    X(FGSM, "fgsm", 1) X(PGD, "pgd", 1) X(APGD_CE, "apgd-ce", 1) X(APGD_T, "apgd-t", 1)     \
+    X(SQUARE, "square", 0) X(NOISE, "noise", 0) X(FAB_T, "fab-t", 1)
+
+#define CORE_ATTACK_ENUM(kind, name, gradients) CORE_ATTACK_##kind,
+#define CORE_ATTACK_COUNT(kind, name, gradients) +1
+typedef enum { CORE_ATTACKS(CORE_ATTACK_ENUM) } core_attack_kind;
+enum { CORE_NATTACKS = 0 CORE_ATTACKS(CORE_ATTACK_COUNT) };
+#undef CORE_ATTACK_ENUM
+#undef CORE_ATTACK_COUNT
 
 typedef enum { CORE_ALOSS_CE, CORE_ALOSS_CW, CORE_ALOSS_DLR } core_attack_loss;
 
@@ -54,6 +64,9 @@ typedef struct {
 /* Sensible defaults for each kind at radius eps. */
 core_attack_cfg core_attack_defaults(core_attack_kind kind, float eps);
 int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err);
+/* Whether the attack named name uses the model's gradients (a suite's or
+ * an unknown name: 1). */
+int core_attack_white_box(const char *name);
 const char *core_attack_kind_name(core_attack_kind k);
 /* Validate ranges (eps >= 0, steps >= 1, ...), naming the field at fault. */
 int core_attack_cfg_check(const core_attack_cfg *cfg, char *err);

@@ -34,7 +34,7 @@ static int same(const char *a, const char *b)
 
 static int is_white_box(const core_eval_point *p)
 {
-    return !same(p->attack, "square") && !same(p->attack, "noise");
+    return core_attack_white_box(p->attack);
 }
 
 /* b has at least a's steps and restarts, and more of one of them. */

@@ -1,8 +1,8 @@
 /*
  * monitor_db.c - the rows of drift monitors (store.c's schema 6: tables
- * monitors and monitor_windows), through the store's connection. Every
- * statement is prepared when used: monitors are read a few times a
- * request, not in a hot loop.
+ * monitors and monitor_windows), through the store's connection. The
+ * two reads every job status makes (its monitor, its last window) keep
+ * their statements (adv_store_slot); the rest are prepared when used.
  */
 #include "daemon/monitor.h"
 
@@ -67,23 +67,27 @@ void advd_monitor_clear(advd_monitor *m)
     memset(m, 0, sizeof *m);
 }
 
+/* adv_store_slot's numbers of the statements kept. */
+enum { SLOT_GET, SLOT_WINDOWS };
+
 int advd_monitor_get(advd *d, int64_t job, int blobs, advd_monitor *m, char *err)
 {
-    sqlite3_stmt *s;
     memset(m, 0, sizeof *m);
-    if (prepare(d,
-                "SELECT id, checkpoint, epoch, window, temperature, temperature_from, "
-                "pending_n, created, "
-                "(SELECT count(*) FROM monitor_windows WHERE monitor = m.id), "
-                "(SELECT count(*) FROM monitor_windows WHERE monitor = m.id AND alarm), "
-                "reference, profiles, pending FROM monitors m WHERE job = ?1",
-                &s, err))
+    sqlite3_stmt *s = adv_store_slot(
+        d->store, SLOT_GET,
+        "SELECT id, checkpoint, epoch, window, temperature, temperature_from, pending_n, "
+        "created, (SELECT count(*) FROM monitor_windows WHERE monitor = m.id), "
+        "(SELECT count(*) FROM monitor_windows WHERE monitor = m.id AND alarm), "
+        "reference, profiles, pending FROM monitors m WHERE job = ?1",
+        err);
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, job);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(s);
-        return rc == SQLITE_DONE ? 1 : core_errf(err, "monitors: %s", sqlite3_errmsg(db_of(d)));
+        rc = rc == SQLITE_DONE ? 1 : core_errf(err, "monitors: %s", sqlite3_errmsg(db_of(d)));
+        sqlite3_reset(s);
+        return rc;
     }
     m->id = sqlite3_column_int64(s, 0);
     m->job = job;
@@ -108,7 +112,7 @@ int advd_monitor_get(advd *d, int64_t job, int blobs, advd_monitor *m, char *err
         if (!m->reference || !m->profiles || !m->pending)
             rc = core_errf(err, "out of memory for monitor %lld", (long long)m->id);
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     if (rc)
         advd_monitor_clear(m);
     return rc;
@@ -226,12 +230,12 @@ static json_t *window_row(sqlite3_stmt *s)
 
 int advd_monitor_windows(advd *d, int64_t id, int64_t since, json_t **out, char *err)
 {
-    sqlite3_stmt *s;
-    if (prepare(d,
-                "SELECT seq, time, n, bbsd_p, entropy_p, confidence_p, chi2_p, mmd_p, cbpe, "
-                "atc, alarm, hint, stats FROM monitor_windows WHERE monitor = ?1 AND seq > ?2 "
-                "ORDER BY seq",
-                &s, err))
+    sqlite3_stmt *s = adv_store_slot(
+        d->store, SLOT_WINDOWS,
+        "SELECT seq, time, n, bbsd_p, entropy_p, confidence_p, chi2_p, mmd_p, cbpe, atc, alarm, "
+        "hint, stats FROM monitor_windows WHERE monitor = ?1 AND seq > ?2 ORDER BY seq",
+        err);
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, since);
@@ -239,10 +243,12 @@ int advd_monitor_windows(advd *d, int64_t id, int64_t since, json_t **out, char 
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         json_array_append_new(a, window_row(s));
-    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        core_errf(err, "monitors: %s", sqlite3_errmsg(db_of(d)));
+    sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
         json_decref(a);
-        return core_errf(err, "monitors: %s", sqlite3_errmsg(db_of(d)));
+        return -1;
     }
     *out = a;
     return 0;

@@ -341,6 +341,7 @@ static const char *const sql[S_COUNT] = {
 struct adv_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *slot[ADV_STORE_SLOTS];  /* adv_store_slot's */
     char dir[PATH_MAX];         /* the checkpoint folder (ckptfile.h) */
     void (*wal_full)(void *);   /* adv_store_wal_manual's callback, or NULL */
     void *wal_ctx;
@@ -593,12 +594,33 @@ int adv_store_wal_checkpoint(adv_store *st, char *err)
     return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_err(st, err, "checkpoint the WAL");
 }
 
+sqlite3_stmt *adv_store_slot(adv_store *st, int slot, const char *sql, char *err)
+{
+    if (slot < 0 || slot >= ADV_STORE_SLOTS) {
+        core_errf(err, "no statement slot %d", slot);
+        return NULL;
+    }
+    sqlite3_stmt **s = &st->slot[slot];
+    if (*s) {
+        sqlite3_reset(*s);
+        sqlite3_clear_bindings(*s);
+        return *s;
+    }
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL)) {
+        db_err(st, err, "prepare statement of slot %d", slot);
+        return NULL;
+    }
+    return *s;
+}
+
 void adv_store_close(adv_store *st)
 {
     if (!st)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
+    for (int i = 0; i < ADV_STORE_SLOTS; i++)
+        sqlite3_finalize(st->slot[i]);
     sqlite3_close(st->db);
     free(st);
 }

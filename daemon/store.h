@@ -45,6 +45,14 @@ void adv_store_close(adv_store *st);
  * (monitor_db.c); the loop's thread only. */
 typedef struct sqlite3 sqlite3;
 sqlite3 *adv_store_sqlite(adv_store *st);
+/* Their statements that run per request (a job's status reads its
+ * monitor), prepared on first use and kept until the store closes: slot
+ * (0 to ADV_STORE_SLOTS - 1, the caller's numbering) holds sql. Returned
+ * reset, without bindings; the caller resets it after use. NULL on an
+ * error. */
+#define ADV_STORE_SLOTS 4
+typedef struct sqlite3_stmt sqlite3_stmt;
+sqlite3_stmt *adv_store_slot(adv_store *st, int slot, const char *sql, char *err);
 
 /* WAL checkpoints (daemon/walckpt.c): replace this connection's automatic
  * ones, which run inside a commit, by a call of full(ctx) after a commit

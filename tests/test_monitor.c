@@ -72,6 +72,40 @@ static int ctl_argv(const char **args)
     } while (0)
 #define HAS(text, needle) ck_assert_msg(strstr((text), (needle)), "no '%s' in: %.3000s", (needle), (text))
 
+/* advctl ARGS... in the background, its stdout into path; its pid. */
+static pid_t ctl_background(const char *path, const char **args)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 1);
+        const char *argv[32] = {getenv("ADVCTL_BIN") ? getenv("ADVCTL_BIN") : "bin/advctl",
+                                "--socket", D.sock};
+        int n = 3;
+        for (int i = 0; args[i] && n < 31; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to 20 s for the file at path to hold needle. */
+static void wait_for_text(const char *path, const char *needle)
+{
+    static char buf[1 << 16];
+    double t0 = now_s();
+    for (;;) {
+        slurp(path, buf, sizeof buf);
+        if (strstr(buf, needle))
+            return;
+        ck_assert_msg(now_s() - t0 < 20, "no '%s' in %s within 20 s: %s", needle, path, buf);
+        usleep(50000);
+    }
+}
+
 static long long out_id(void)
 {
     long long id = strtoll(R.out, NULL, 10);
@@ -219,6 +253,28 @@ START_TEST(predict_and_monitor_end_to_end)
     v = json_loads(R.out, 0, NULL);
     ck_assert_int_eq(json_array_size(json_object_get(v, "windows")), 5);
     json_decref(v);
+
+    /* --watch prints the windows so far, then each new one as it fills. */
+    const char *watched = path_in("watch.out");
+    pid_t watcher = ctl_background(watched, (const char *[]){"monitor", job, "--watch", NULL});
+    wait_for_text(watched, "5 windows, 1 alarm");
+    EXPECT(0, "predict", job, "--monitor", path_in("contrast.idx"));
+    wait_for_text(watched, "\n     6  ");
+    kill(watcher, SIGTERM);
+    waitpid(watcher, NULL, 0);
+    char rows[1 << 14];
+    slurp(watched, rows, sizeof rows);
+    const char *six = strstr(rows, "\n     6  ");
+    ck_assert_msg(strstr(six, "ALARM"), "the contrast window did not alarm: %s", rows);
+
+    /* advctl report shows the windows and their alarms. */
+    EXPECT(0, "report", job, "-o", path_in("report.html"));
+    static char page[1 << 21];
+    slurp(path_in("report.html"), page, sizeof page);
+    HAS(page, "<h2 id=\"monitor\">Drift monitor</h2>");
+    HAS(page, "6 windows, <b>2 alarms</b>");
+    HAS(page, "<td><b>ALARM</b></td>");
+    HAS(page, "data-plot=\"monitor-estimates\" data-series=\"2\" data-points=\"12\"");
 }
 END_TEST
 
