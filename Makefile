@@ -183,11 +183,13 @@ check-browser: $(BUILD)/tests/test_report $(BIN)/advd $(BIN)/advctl
 	    ./$(BUILD)/tests/test_report
 
 # check-asan: MPI=0, no MPI worker (test_mpi says it skips): Open MPI's
-# own allocations are no business of the sanitizers.
+# own allocations are no business of the sanitizers. -O2, not -O1: the
+# tests are numerical, and -O2's vectorised loops run them in two thirds
+# of the time (test_train 25 s -> 14 s) with the same checks.
 check-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    CFLAGS="-O1 -g" CHECK_C_ONLY=1 MPI=0 check
+	    CFLAGS="-O2 -g" CHECK_C_ONLY=1 MPI=0 check
 
 # Fuzz harnesses (tests/fuzz/): each links FUZZ_MAIN, by default the
 # replay driver tests/fuzz/replay.c, which make check runs over the saved
