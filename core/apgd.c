@@ -128,6 +128,14 @@ static void apgd_eval(const apgd_batch *b, const float *xk, float *g, uint8_t *f
     core_model_backward(b->m, ws->dlogits, b->n, g, 0);
 }
 
+/* The first round's point, to the indicators' hook when one is set. */
+static void apgd_trace(const apgd_batch *b, const uint8_t *fooled)
+{
+    core_attack_ws *ws = b->ws;
+    if (ws->trace && b->round == 0)
+        ws->trace(ws->trace_ctx, b->ids, ws->loss, fooled, b->n);
+}
+
 static void copy_row(float *dst, const float *src, int i, size_t dim)
 {
     memcpy(dst + (size_t)i * dim, src + (size_t)i * dim, dim * sizeof(float));
@@ -178,6 +186,7 @@ static void apgd_run_batch(const apgd_batch *b, float *out, uint8_t *fooled)
     attack_random_point(cfg->norm, cfg->eps, 1, b->x, xk, n, dim, cfg->seed, b->stream,
                         ATTACK_USE_APGD, b->ids, b->round);
     apgd_eval(b, xk, g, now);
+    apgd_trace(b, now);
     memcpy(xbest, xk, (size_t)n * dim * sizeof(float));
     memcpy(gbest, g, (size_t)n * dim * sizeof(float));
     memcpy(xp, xk, (size_t)n * dim * sizeof(float));
@@ -199,6 +208,7 @@ static void apgd_run_batch(const apgd_batch *b, float *out, uint8_t *fooled)
         xk = xz;
         xz = t;
         apgd_eval(b, xk, g, now);
+        apgd_trace(b, now);
         since++;
         int at_ckpt = next < nckpt && it + 1 == ckpt[next];
 #pragma omp parallel for schedule(static)

@@ -30,10 +30,16 @@
  *   ex_*       per-example state of PGD restarts, APGD, Square and FAB
  *   c*         the attack-level compaction (APGD and FAB rounds)
  *   s*         the suite-level compaction
+ *   trace      indicators.c's hook into APGD's path (NULL: none)
  */
 struct core_attack_ws {
     int cap, nclass;
     size_t dim;
+    /* Called after every evaluation of APGD's first round (its start, then
+     * each iteration) with the examples' ids (their places in the caller's
+     * batch), their losses and whether each point is misclassified. */
+    void (*trace)(void *ctx, const int *ids, const float *loss, const uint8_t *fooled, int n);
+    void *trace_ctx;
     float *row[6];
     float *grad, *dlogits, *logits, *loss;
     float *ex_best, *ex_prev, *ex_last, *ex_eta;

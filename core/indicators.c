@@ -128,30 +128,67 @@ static int still_rising(const float *path, int len, int n)
     return (best - at_from) / (hi - lo) > CORE_IND_RISE;
 }
 
+/* APGD's hook (attack_internal.h): its first round's points, by the
+ * examples' places in the batch. */
+static void apgd_trace_fn(void *vctx, const int *ids, const float *loss, const uint8_t *met,
+                          int k)
+{
+    trace *t = vctx;
+    for (int i = 0; i < k; i++) {
+        t->path[(size_t)t->step * t->n + ids[i]] = loss[i];
+        t->met[ids[i]] |= met[i];
+    }
+    t->step++;
+}
+
+static int is_apgd(core_attack_kind k)
+{
+    return k == CORE_ATTACK_APGD_CE || k == CORE_ATTACK_APGD_T;
+}
+
+/* The attack's path: FGSM's and PGD's first restart through core_ascent
+ * (the last point's loss added after), APGD's first round through its
+ * hook (its start and every iteration). The returned point into xs. */
+static int run_traced(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws,
+                      const float *x, const int *y, int n, uint64_t stream, float *xs,
+                      trace *t, int steps, char *err)
+{
+    if (!is_apgd(cfg->kind)) {
+        core_ascent_cfg a = core_attack_ascent(cfg);
+        const float *z;
+        core_ascent(&a, m, ws, x, n, stream, trace_fn, t, xs);
+        losses_at(m, ws, &t->loss, xs, n, t->path + (size_t)steps * n, &z);
+        return 0;
+    }
+    ws->trace = apgd_trace_fn;
+    ws->trace_ctx = t;
+    int rc = core_attack_run(cfg, m, ws, x, y, NULL, n, stream, xs, NULL, err);
+    ws->trace = NULL;
+    return rc;
+}
+
 static int traced_path(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws,
                        const float *x, const int *y, int n, uint64_t stream, float *xs,
                        core_indicators *out, char *err)
 {
-    core_ascent_cfg a = core_attack_ascent(cfg);
+    int steps = is_apgd(cfg->kind) ? cfg->steps : core_attack_ascent(cfg).steps;
     trace t = {.loss = loss_of(cfg, y), .n = n};
-    t.path = malloc(((size_t)a.steps + 1) * (size_t)n * sizeof(float));
+    t.path = calloc(((size_t)steps + 1) * (size_t)n, sizeof(float));
     t.met = calloc((size_t)n, 1);
-    if (!t.path || !t.met) {
+    if (!t.path || !t.met || run_traced(cfg, m, ws, x, y, n, stream, xs, &t, steps, err)) {
         free(t.path);
         free(t.met);
-        return core_errf(err, "out of memory for a path of %d steps", a.steps);
+        return t.path && t.met ? -1 : core_errf(err, "out of memory for a path of %d steps", steps);
     }
-    core_ascent(&a, m, ws, x, n, stream, trace_fn, &t, xs);
-    const float *z;
-    losses_at(m, ws, &t.loss, xs, n, t.path + (size_t)a.steps * n, &z);
+    const float *z = core_model_forward(m, xs, n);
     for (int i = 0; i < n; i++) {
         int adv = fooled(z + (size_t)i * m->nclass, m->nclass, y[i]);
         out->silent += t.met[i] && !adv;
         out->failed += !adv;
-        out->incomplete += !adv && still_rising(t.path + i, a.steps + 1, n);
+        out->incomplete += !adv && still_rising(t.path + i, steps + 1, n);
     }
     out->traced = n;
-    out->window = a.steps < CORE_IND_WINDOW ? a.steps : CORE_IND_WINDOW;
+    out->window = steps < CORE_IND_WINDOW ? steps : CORE_IND_WINDOW;
     free(t.path);
     free(t.met);
     return 0;
@@ -205,7 +242,7 @@ int core_indicators_run(const core_attack_cfg *cfg, core_model *m, core_attack_w
         clean_point(m, ws, &ctx, x, y, n, l0, out);
         unstable(cfg, m, ws, &ctx, x, n, stream, l0, xs, out);
     }
-    if (rc == 0 && (cfg->kind == CORE_ATTACK_FGSM || cfg->kind == CORE_ATTACK_PGD))
+    if (rc == 0 && cfg->kind != CORE_ATTACK_FAB_T)
         rc = traced_path(cfg, m, ws, x, y, n, stream, xs, out, err);
     if (rc == 0)
         rc = unconstrained(cfg, m, ws, x, y, n, stream, xs, out, err);

@@ -21,9 +21,11 @@
  *                      leaves correctly classified examples correct.
  *
  * The path indicators need the attack's own path: FGSM's and PGD's are
- * traced exactly (their first restart, through core_ascent); for APGD and
- * FAB, whose path is internal to their code, traced is 0 and the two stay
- * unmeasured. All of it is untargeted (a targeted PGD is measured as its
+ * traced exactly (their first restart, through core_ascent), APGD's too
+ * (its first round, through a hook in apgd.c; APGD returns a
+ * misclassified iterate whenever it met one, so its silent successes are
+ * 0 by construction). FAB's path minimises a distance, not a loss: for
+ * FAB-T traced is 0 and the two stay unmeasured. All of it is untargeted (a targeted PGD is measured as its
  * untargeted self) and deterministic for a given stream.
  */
 #ifndef CORE_INDICATORS_H
@@ -41,7 +43,7 @@
 typedef struct {
     int n;                  /* examples examined */
     int correct;            /* of them, correctly classified as they are */
-    int traced;             /* examples whose path was traced (0: APGD, FAB) */
+    int traced;             /* examples whose path was traced (0: FAB) */
     int silent;             /* of those, silent successes */
     int failed;             /* of those, correct at the returned point */
     int incomplete;         /* of the failed, loss still rising at the end */

@@ -50,7 +50,7 @@ core_train_cfg core_train_defaults(void)
         .sched = {.kind = CORE_SCHED_ONECYCLE, .step_epochs = 1, .gamma = 0.1f},
         .method = CORE_METHOD_PGD, .norm = CORE_NORM_LINF, .eps = 0.1f, .steps = 7,
         .mix = 1.0f, .trades_beta = 6.0f, .val_size = 1000, .val_robust_size = 500,
-        .co_guard = 1, .augment = core_augment_defaults(),
+        .co_guard = 1, .augment = core_augment_defaults(), .init = CORE_INIT_TORCH,
     };
 }
 

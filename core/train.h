@@ -61,13 +61,15 @@ typedef struct {
     int val_size;          /* held-out training examples for validation */
     int val_robust_size;   /* of those, how many get PGD-20 each epoch */
     int co_guard;          /* fgsm-rs: roll back a catastrophically overfit epoch */
-    core_init init;        /* weight initialisation (he) */
+    core_init init;        /* weight initialisation (default torch: PyTorch's, the peer's) */
     int train_last;        /* train only the last K parametrised layers (0: all) */
     core_augment_cfg augment;  /* applied to every training batch (augment.h) */
 } core_train_cfg;
 
 /* Defaults: cnn-small-sized recipe of the PyTorch peer: 2 epochs, batch 128,
- * SGD lr 0.05 momentum 0.9 wd 5e-4 one-cycle, pgd eps 0.1, 7 steps. */
+ * SGD lr 0.05 momentum 0.9 wd 5e-4 one-cycle, pgd eps 0.1, 7 steps, and
+ * PyTorch's initialisation (He's cost the default job 1.8 clean and 1.9
+ * PGD-20 points against the peer: README, "Quality"). */
 core_train_cfg core_train_defaults(void);
 int core_train_cfg_check(const core_train_cfg *cfg, char *err);
 int core_method_parse(const char *s, core_method *out, char *err);

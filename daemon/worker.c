@@ -931,14 +931,16 @@ out:
 }
 
 /* Rank 0's job line on every rank: other ranks have no stdin (mpirun and
- * srun forward it to rank 0 alone). Returns -1 when there is no job. */
+ * srun forward it to rank 0 alone). 0, 1 when rank 0 has no job, -1 on
+ * an error (w->err). */
 static int share_job(worker *w)
 {
     char *line = NULL;
     uint64_t len = 0;
     size_t n = 0;
-    if (w->rank == 0 && w->job && (line = adv_wmsg_encode(&w->first, &n)))
-        len = n;
+    if (w->rank == 0 && w->job && !(line = adv_wmsg_encode(&w->first, &n)))
+        return core_errf(w->err, "out of memory for the job line"); /* the others: killed */
+    len = n;
     int rc = core_dist_bcast(w->dist, &len, sizeof len, w->err);
     if (rc == 0 && w->rank != 0 && len > 0 && !(line = malloc(len)))
         rc = core_errf(w->err, "out of memory for the job line");
@@ -952,7 +954,7 @@ static int share_job(worker *w)
             w->job = &w->first.u.job;
     }
     free(line);
-    return rc || len == 0 ? -1 : 0;
+    return rc ? -1 : len == 0 ? 1 : 0;
 }
 
 int advd_worker_main(core_dist *dist)
@@ -980,9 +982,11 @@ int advd_worker_main(core_dist *dist)
     adv_linebuf_init(&w.in, ADV_WORKER_LINE_MAX);
     if (w.rank == 0)
         read_control(&w, 1);
-    int rc;
-    if (w.dist && share_job(&w) && w.rank != 0)
-        rc = w.err[0] ? (fprintf(stderr, "advd worker: %s\n", w.err), 1) : 1;
+    int rc, shared = w.dist ? share_job(&w) : 0;
+    if (shared < 0)
+        rc = fail(&w);
+    else if (shared > 0 && w.rank != 0)
+        rc = 1; /* rank 0 says why */
     else if (!w.job)
         rc = w.err[0] ? fail(&w) : (fprintf(stderr, "advd worker: no job on stdin\n"), 1);
     else

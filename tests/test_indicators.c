@@ -133,6 +133,31 @@ START_TEST(two_steps_are_incomplete)
 }
 END_TEST
 
+/* APGD traced through its hook: cut to 2 steps its loss still rises, and
+ * it never returns a point short of one it met (no silent success). */
+START_TEST(apgd_two_steps_are_incomplete)
+{
+    float x[N * DIM];
+    int y[N];
+    templates(x, y);
+    core_model *m = template_model(0.25f);
+    core_attack_cfg cfg = core_attack_defaults(CORE_ATTACK_APGD_CE, 0.03f);
+    cfg.steps = 2;
+    core_warnings w;
+    core_indicators ind = measure(&cfg, m, x, y, N, &w);
+    ck_assert_int_eq(ind.traced, N);
+    ck_assert_int_eq(ind.failed, N);
+    ck_assert_int_eq(ind.silent, 0);
+    ck_assert_int_eq(ind.incomplete, N);
+    ck_assert(warned(&w, "incomplete optimisation: apgd-ce's loss still rises over its last 2 "
+                         "steps for 20 of the 20 examples it failed on at eps 0.03"));
+    cfg.steps = 100;
+    ind = measure(&cfg, m, x, y, N, &w);
+    ck_assert_int_eq(ind.incomplete, 0);
+    core_model_free(m);
+}
+END_TEST
+
 /* A zero-gradient layer: conv weights 0, bias -1, so the ReLU after it is
  * off everywhere and the logits are the last bias, whatever the input. */
 START_TEST(zero_gradient_layer)
@@ -154,7 +179,8 @@ START_TEST(zero_gradient_layer)
     ck_assert_int_eq(ind.correct, N);
     ck_assert_int_eq(ind.zero_grad, N);
     ck_assert_int_eq(ind.unconstrained, N);
-    ck_assert_int_eq(ind.traced, 0); /* APGD's path is its own */
+    ck_assert_int_eq(ind.traced, N); /* through APGD's hook: a flat path */
+    ck_assert_int_eq(ind.incomplete, 0);
     ck_assert(warned(&w, "unavailable gradients: the input gradient of apgd-ce's loss is "
                          "exactly zero for 20 of 20 examples at eps 0.1"));
     ck_assert(warned(&w, "unconstrained attack failure: apgd-ce with an unbounded eps leaves "
@@ -254,6 +280,7 @@ static Suite *suite_indicators(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, sound_model_is_quiet);
     tcase_add_test(tc, two_steps_are_incomplete);
+    tcase_add_test(tc, apgd_two_steps_are_incomplete);
     tcase_add_test(tc, zero_gradient_layer);
     tcase_add_test(tc, silent_success_on_a_tent);
     tcase_add_test(tc, unstable_predictions);

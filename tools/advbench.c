@@ -65,7 +65,7 @@ static int usage(void)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){.model = "cnn-small", .init = "he", .peer = "../shared/peers/torch_peer.py", .batch = 128,
+    *o = (options){.model = "cnn-small", .init = "torch", .peer = "../shared/peers/torch_peer.py", .batch = 128,
                    .steps = 7, .iters = 20, .threads = 2, .rounds = 3, .epochs = 1,
                    .train_n = 60000, .test_n = 10000, .eps = 0.1f};
     if (argc < 2 || (strcmp(argv[1], "bench") && strcmp(argv[1], "train") &&
