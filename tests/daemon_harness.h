@@ -187,6 +187,20 @@ static inline void harness_raise_nofile(rlim_t want)
                   (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
+/* /proc/PID/NAME (stat, environ, cmdline...) into buf, NUL-terminated;
+ * the bytes read (0: no such process, or unreadable). */
+static inline size_t harness_proc_file(pid_t pid, const char *name, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return n;
+}
+
 /* A process's resident memory in KiB (VmRSS), 0 when unknown. */
 static inline long harness_rss_kib(pid_t pid)
 {

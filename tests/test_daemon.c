@@ -292,14 +292,9 @@ static char *export_latest(client *c, int64_t job)
 /* Alive and not a zombie. */
 static int process_alive(pid_t pid)
 {
-    char path[64], stat[256] = "";
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    char stat[256];
+    if (!harness_proc_file(pid, "stat", stat, sizeof stat))
         return 0;
-    size_t n = fread(stat, 1, sizeof stat - 1, f);
-    fclose(f);
-    stat[n] = '\0';
     const char *paren = strrchr(stat, ')');
     return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }

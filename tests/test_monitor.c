@@ -35,6 +35,19 @@ static void slurp(const char *path, char *buf, size_t len)
         fclose(f);
 }
 
+/* In a child: exec advctl --socket D.sock ARGS... (NULL-terminated). */
+static void exec_ctl(const char **args)
+{
+    const char *argv[32] = {getenv("ADVCTL_BIN") ? getenv("ADVCTL_BIN") : "bin/advctl",
+                            "--socket", D.sock};
+    int n = 3;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    execv(argv[0], (char **)argv);
+    _exit(127);
+}
+
 /* advctl --socket D.sock ARGS... (NULL-terminated) into R. */
 static int ctl_argv(const char **args)
 {
@@ -46,14 +59,7 @@ static int ctl_argv(const char **args)
     if (pid == 0) {
         dup2(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600), 1);
         dup2(open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600), 2);
-        const char *argv[32] = {getenv("ADVCTL_BIN") ? getenv("ADVCTL_BIN") : "bin/advctl",
-                                "--socket", D.sock};
-        int n = 3;
-        for (int i = 0; args[i] && n < 31; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(argv[0], (char **)argv);
-        _exit(127);
+        exec_ctl(args);
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -80,14 +86,7 @@ static pid_t ctl_background(const char *path, const char **args)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), 1);
-        const char *argv[32] = {getenv("ADVCTL_BIN") ? getenv("ADVCTL_BIN") : "bin/advctl",
-                                "--socket", D.sock};
-        int n = 3;
-        for (int i = 0; args[i] && n < 31; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(argv[0], (char **)argv);
-        _exit(127);
+        exec_ctl(args);
     }
     return pid;
 }

@@ -69,14 +69,8 @@ static void mpi_setup(void)
  * rank >= 0, OMPI_COMM_WORLD_RANK=rank): one of this test's ranks. */
 static int is_our_rank(pid_t pid, int rank)
 {
-    char path[64], buf[1 << 16], tag[400], want[64];
-    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
+    char buf[1 << 16], tag[400], want[64];
+    size_t n = harness_proc_file(pid, "environ", buf, sizeof buf);
     snprintf(tag, sizeof tag, "ADV_TEST_TAG=%s", D.dir);
     snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
     int has_tag = 0, has_rank = rank < 0;
@@ -93,17 +87,12 @@ static int our_ranks(int rank, pid_t *pids, int max)
     DIR *d = opendir("/proc");
     struct dirent *e;
     int n = 0;
-    char path[300], cmd[256];
+    char cmd[256];
     while (d && (e = readdir(d))) {
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid <= 0 || pid == getpid())
             continue;
-        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-        FILE *f = fopen(path, "r");
-        size_t k = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
-        if (f)
-            fclose(f);
-        cmd[k] = '\0';
+        harness_proc_file(pid, "cmdline", cmd, sizeof cmd);
         if (strstr(cmd, "advd-worker-mpi") && is_our_rank(pid, rank) && n < max)
             pids[n++] = pid;
     }
