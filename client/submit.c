@@ -13,53 +13,41 @@
 #include <string.h>
 #include <unistd.h>
 
-static const ctl_flag train_flags[] = {
-    {"--name", "name", CTL_STR},           {"--dataset", "dataset", CTL_STR},
-    {"--model", "model", CTL_STR},         {"--epochs", "epochs", CTL_INT},
-    {"--batch", "batch", CTL_INT},         {"--optimizer", "optimizer", CTL_STR},
-    {"--lr", "lr", CTL_FLOAT},             {"--schedule", "schedule", CTL_STR},
-    {"--method", "method", CTL_STR},       {"--eps", "eps", CTL_FLOAT},
-    {"--alpha", "alpha", CTL_FLOAT},       {"--steps", "steps", CTL_INT},
-    {"--norm", "norm", CTL_STR},           {"--trades-beta", "trades_beta", CTL_FLOAT},
-    {"--train-limit", "train_limit", CTL_INT}, {"--val-size", "val_size", CTL_INT},
-    {"--val-robust-size", "val_robust_size", CTL_INT},
-    {"--seed", "seed", CTL_INT},           {"--priority", "priority", CTL_INT},
-    {"--procs", "procs", CTL_INT},
-    {"--checkpoint-every", "checkpoint_every", CTL_INT},
-    {"--init", "init", CTL_INIT},          {"--train-layers", "train_layers", CTL_STR},
-    {"--augment-crop", "augment_crop", CTL_INT},
-    {"--augment-flip", "augment_flip", CTL_TRUE},
-    {"--augment-brightness", "augment_brightness", CTL_FLOAT},
-    {"--augment-contrast", "augment_contrast", CTL_FLOAT},
-    {"--augment-noise", "augment_noise", CTL_FLOAT},
-    {"--augment-corruptions", "augment_corruptions", CTL_STR},
-    {"--augment-severity", "augment_severity", CTL_INT},
-    {"--augment-prob", "augment_prob", CTL_FLOAT},
-    {"--augmix", "augmix", CTL_TRUE},      {"--augmix-js", "augmix_js", CTL_FLOAT},
-    {NULL, NULL, CTL_INT},
-};
+/* The flags of a kind's spec keys (proto's table, adv_jobspec_key):
+ * "--KEY" with '-' for '_' and a value; a switch for a boolean, "--KEY"
+ * when it defaults to false, "--no-KEY" when to true. Built once. */
+#define SPEC_FLAGS_MAX 128
 
-static const ctl_flag eval_flags[] = {
-    {"--name", "name", CTL_STR},         {"--priority", "priority", CTL_INT},
-    {"--procs", "procs", CTL_INT},
-    {"--attack", "attack", CTL_STR},     {"--suite", "suite", CTL_STR},
-    {"--steps", "steps", CTL_INT},       {"--restarts", "restarts", CTL_INT},
-    {"--alpha", "alpha", CTL_FLOAT},     {"--norm", "norm", CTL_STR},
-    {"--loss", "loss", CTL_STR},         {"--queries", "queries", CTL_INT},
-    {"--targets", "targets", CTL_INT},   {"--limit", "limit", CTL_INT},
-    {"--seed", "seed", CTL_INT},
-    {"--no-sanity", "sanity", CTL_FALSE},
-    {"--no-calibration", "calibration", CTL_FALSE},
-    {"--corruptions", "corruptions", CTL_TRUE},
-    {"--explain", "explain", CTL_TRUE},
-    {"--explain-limit", "explain_limit", CTL_INT},
-    {"--explain-class", "explain_class", CTL_INT},
-    {"--smoothgrad-samples", "smoothgrad_samples", CTL_INT},
-    {"--smoothgrad-sigma", "smoothgrad_sigma", CTL_FLOAT},
-    {"--ig-steps", "ig_steps", CTL_INT},
-    {"--fragility-eps", "fragility_eps", CTL_FLOAT},
-    {NULL, NULL, CTL_INT},
-};
+typedef struct {
+    ctl_flag flag[SPEC_FLAGS_MAX + 1];
+    char name[SPEC_FLAGS_MAX][48];
+    int built;
+} spec_flags;
+
+static const ctl_flag *flags_of(adv_job_kind kind)
+{
+    static spec_flags cache[2]; /* train, eval: what advctl asks for, read-only once made */
+    spec_flags *f = &cache[kind == ADV_JOB_EVAL];
+    adv_key_type type;
+    int on, n = 0;
+    const char *key;
+    for (int i = 0; !f->built && (key = adv_jobspec_key(kind, i, &type, &on)) && n < SPEC_FLAGS_MAX;
+         i++) {
+        static const ctl_flag_type as[] = {[ADV_KEY_INT] = CTL_INT, [ADV_KEY_NUMBER] = CTL_FLOAT,
+                                           [ADV_KEY_TEXT] = CTL_STR, [ADV_KEY_INIT] = CTL_INIT};
+        if (type == ADV_KEY_OTHER)
+            continue;
+        char *name = f->name[n];
+        snprintf(name, sizeof f->name[n], "--%s%s", type == ADV_KEY_BOOL && on ? "no-" : "", key);
+        for (char *c = name + 2; *c; c++)
+            *c = *c == '_' ? '-' : *c;
+        f->flag[n++] = (ctl_flag){name, key, type != ADV_KEY_BOOL ? as[type]
+                                             : on                 ? CTL_FALSE
+                                                                  : CTL_TRUE};
+    }
+    f->built = 1;
+    return f->flag;
+}
 
 static const ctl_flag *find_flag(const ctl_flag *t, const char *name)
 {
@@ -217,7 +205,8 @@ static int submit_args(int argc, char **argv, json_t **spec, int *wait)
             *wait = 1;
         else if (argv[i][0] != '-' && !file)
             file = argv[i];
-        else if ((rc = ctl_apply_flag("submit", train_flags, argc, argv, &i, flags)) == 1)
+        else if ((rc = ctl_apply_flag("submit", flags_of(ADV_JOB_TRAIN), argc, argv, &i,
+                                      flags)) == 1)
             rc = ctl_usage("submit", argv[i][0] == '-' ? "unknown option '%s'"
                                                        : "unexpected argument '%s'", argv[i]);
     }
@@ -298,7 +287,7 @@ static int eval_arg(int argc, char **argv, int *i, json_t *spec, int *wait, int 
             return ctl_usage("eval", "unexpected argument '%s'", a);
         return json_object_set_new(spec, "job", json_integer(job)), 0;
     }
-    int rc = ctl_apply_flag("eval", eval_flags, argc, argv, i, spec);
+    int rc = ctl_apply_flag("eval", flags_of(ADV_JOB_EVAL), argc, argv, i, spec);
     return rc == 1 ? ctl_usage("eval", "unknown option '%s'", a) : rc;
 }
 

@@ -851,6 +851,28 @@ json_t *adv_jobspec_json(const adv_jobspec *s)
     return o;
 }
 
+const char *adv_jobspec_key(adv_job_kind kind, int i, adv_key_type *type, int *bool_default)
+{
+    static const adv_key_type of[] = {
+        [F_INT] = ADV_KEY_INT,   [F_I64] = ADV_KEY_INT,     [F_FLOAT] = ADV_KEY_NUMBER,
+        [F_BOOL] = ADV_KEY_BOOL, [F_STR] = ADV_KEY_TEXT,    [F_ENUM] = ADV_KEY_TEXT,
+        [F_CKPT] = ADV_KEY_OTHER, [F_EPS] = ADV_KEY_OTHER, [F_INIT] = ADV_KEY_INIT,
+        [F_LAYERS] = ADV_KEY_TEXT, [F_FAMILIES] = ADV_KEY_TEXT,
+    };
+    int n;
+    const field *t = table_of(kind, &n);
+    if (i < 0 || i >= n)
+        return NULL;
+    *type = t[i].type == F_I64 && !strcmp(t[i].name, "job") ? ADV_KEY_OTHER : of[t[i].type];
+    *bool_default = 0;
+    if (t[i].type == F_BOOL) {
+        adv_jobspec d = {.kind = kind};
+        defaults(&d);
+        *bool_default = *(const int *)cat(&d, &t[i]);
+    }
+    return t[i].name;
+}
+
 char *adv_jobspec_canonical(const adv_jobspec *s)
 {
     json_t *o = adv_jobspec_json(s);

@@ -400,6 +400,16 @@ int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_e
 json_t *adv_jobspec_json(const adv_jobspec *s);
 char *adv_jobspec_canonical(const adv_jobspec *s);
 
+/* The keys of a kind's spec, in the table's order, for clients that make
+ * a command-line flag of each (advctl submit and eval): the i-th key's
+ * name (NULL past the last), how its value is written and, for a BOOL,
+ * its default. OTHER: a key a client sets its own way (the eps list, a
+ * checkpoint, the evaluated job). */
+typedef enum {
+    ADV_KEY_INT, ADV_KEY_NUMBER, ADV_KEY_TEXT, ADV_KEY_BOOL, ADV_KEY_INIT, ADV_KEY_OTHER
+} adv_key_type;
+const char *adv_jobspec_key(adv_job_kind kind, int i, adv_key_type *type, int *bool_default);
+
 /* The shortest decimal that reads back as f, as a double, for JSON: 0.05f
  * is written "0.05", not "0.0500000007". */
 double adv_float_json(float f);

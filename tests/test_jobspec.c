@@ -518,6 +518,39 @@ START_TEST(test_transfer_keys)
 }
 END_TEST
 
+/* The keys a client makes flags of: every canonical key but the kind,
+ * with its type, and booleans with their defaults. */
+START_TEST(test_keys_for_flags)
+{
+    adv_key_type type;
+    int on, n = 0, co_guard = -1, augmix = -1;
+    const char *k;
+    for (int i = 0; (k = adv_jobspec_key(ADV_JOB_TRAIN, i, &type, &on)); i++, n++) {
+        if (!strcmp(k, "co_guard"))
+            co_guard = type == ADV_KEY_BOOL && on;
+        if (!strcmp(k, "augmix"))
+            augmix = type == ADV_KEY_BOOL && !on;
+        if (!strcmp(k, "init"))
+            ck_assert_int_eq(type, ADV_KEY_INIT);
+        if (!strcmp(k, "weight_decay"))
+            ck_assert_int_eq(type, ADV_KEY_NUMBER);
+    }
+    ck_assert_int_eq(co_guard, 1);
+    ck_assert_int_eq(augmix, 1);
+    /* As many as the canonical spec has, less "kind". */
+    adv_jobspec s;
+    adv_error e;
+    ck_assert(adv_jobspec_parse_text("{\"kind\":\"train\"}", 16, &s, &e) == 0);
+    json_t *canon = adv_jobspec_json(&s);
+    ck_assert_int_eq(n, (int)json_object_size(canon) - 1 + 1); /* + init, absent by default */
+    json_decref(canon);
+    int others = 0;
+    for (int i = 0; (k = adv_jobspec_key(ADV_JOB_EVAL, i, &type, &on)); i++)
+        others += type == ADV_KEY_OTHER;
+    ck_assert_int_eq(others, 3); /* job, checkpoint, eps: advctl eval's own */
+}
+END_TEST
+
 static Suite *suite_jobspec(void)
 {
     Suite *s = suite_create("jobspec");
@@ -531,6 +564,7 @@ static Suite *suite_jobspec(void)
     tcase_add_test(tc, test_every_field_wrong_eval);
     tcase_add_test(tc, test_messages);
     tcase_add_test(tc, test_import_specs);
+    tcase_add_test(tc, test_keys_for_flags);
     tcase_add_test(tc, test_cross_field_checks);
     tcase_add_test(tc, test_dataset_errors);
     tcase_add_test(tc, test_model_errors);
