@@ -56,6 +56,32 @@ int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err)
     return core_errf(err, "unknown attack '%s' (known: %s)", s ? s : "", known);
 }
 
+static const char *const norm_names[] = {"linf", "l2"};
+static const char *const loss_names[] = {"ce", "cw", "dlr"};
+
+const char *core_norm_name(core_norm n)
+{
+    return norm_names[n == CORE_NORM_L2];
+}
+
+int core_norm_parse(const char *s, core_norm *out, char *err)
+{
+    int k;
+    return core_name_parse(s, norm_names, 2, "norm", &k, err) ? -1 : (*out = (core_norm)k, 0);
+}
+
+const char *core_attack_loss_name(core_attack_loss l)
+{
+    return (unsigned)l < 3 ? loss_names[l] : "ce";
+}
+
+int core_attack_loss_parse(const char *s, core_attack_loss *out, char *err)
+{
+    int k;
+    return core_name_parse(s, loss_names, 3, "loss", &k, err) ? -1
+                                                              : (*out = (core_attack_loss)k, 0);
+}
+
 int core_attack_white_box(const char *name)
 {
     int k = core_name_index(name, kind_names, NKINDS);

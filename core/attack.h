@@ -64,6 +64,11 @@ typedef struct {
 /* Sensible defaults for each kind at radius eps. */
 core_attack_cfg core_attack_defaults(core_attack_kind kind, float eps);
 int core_attack_kind_parse(const char *s, core_attack_kind *out, char *err);
+/* Norm and loss names ("linf", "l2"; "ce", "cw", "dlr"): the one list each. */
+const char *core_norm_name(core_norm n);
+int core_norm_parse(const char *s, core_norm *out, char *err);
+const char *core_attack_loss_name(core_attack_loss l);
+int core_attack_loss_parse(const char *s, core_attack_loss *out, char *err);
 /* Whether the attack named name uses the model's gradients (a suite's or
  * an unknown name: 1). */
 int core_attack_white_box(const char *name);

@@ -50,3 +50,16 @@ int core_name_index(const char *s, const char *const *names, int n)
             return i;
     return -1;
 }
+
+int core_name_parse(const char *s, const char *const *names, int n, const char *what, int *out,
+                    char *err)
+{
+    int found = core_name_index(s, names, n);
+    if (found >= 0)
+        return *out = found, 0;
+    char expected[160] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s",
+                 names[i], i + 2 < n ? ", " : i + 2 == n ? " or " : "");
+    return core_errf(err, "unknown %s '%.40s' (expected %s)", what, s ? s : "", expected);
+}

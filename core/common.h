@@ -31,6 +31,10 @@ int core_errf(char *err, const char *fmt, ...)
 /* The index of s in names[0..n), or -1 (also for s NULL): the one lookup
  * behind every *_parse of a named kind. */
 int core_name_index(const char *s, const char *const *names, int n);
+/* s's index in names into *out, or -1 with "unknown WHAT 'S' (expected A,
+ * B or C)" in err. */
+int core_name_parse(const char *s, const char *const *names, int n, const char *what, int *out,
+                    char *err);
 
 /* Seconds on the monotonic clock, for durations and rates. */
 double core_now_s(void);

@@ -425,7 +425,7 @@ static int final_eval(worker *w, const adv_train_spec *ts)
     double clean = core_eval_clean_acc(&rows), rob = core_eval_robust_acc(&rows, 0);
     adv_wmsg m = {.type = ADV_W_EVAL,
                   .u.eval = {.spec = json_pack("{s:s, s:s, s:s, s:i, s:b}", "attack", "pgd",
-                                               "norm", t->cfg.norm == CORE_NORM_L2 ? "l2" : "linf",
+                                               "norm", core_norm_name(t->cfg.norm),
                                                "loss", "ce", "steps", 20, "final", 1),
                              .warnings = json_array(), .eps = adv_float_json(eps), .n = te.n,
                              .clean_acc = clean, .robust_acc = rob,

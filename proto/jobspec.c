@@ -52,49 +52,10 @@ CORE_ENUM(sched, core_sched_kind, core_sched_kind_parse, core_sched_kind_name)
 CORE_ENUM(method, core_method, core_method_parse, core_method_name)
 CORE_ENUM(attack, core_attack_kind, core_attack_kind_parse, core_attack_kind_name)
 
-/* The core has no parser for norms and attack losses: these are ours. */
-static const char *const norm_names[] = {"linf", "l2"};
-static const char *const loss_names[] = {"ce", "cw", "dlr"};
+CORE_ENUM(norm, core_norm, core_norm_parse, core_norm_name)
+CORE_ENUM(loss, core_attack_loss, core_attack_loss_parse, core_attack_loss_name)
 
-static int list_parse(const char *s, const char *const *names, int n, const char *what,
-                      int *out, char *err)
-{
-    int found = core_name_index(s, names, n);
-    if (found >= 0) {
-        *out = found;
-        return 0;
-    }
-    char expected[160] = "";
-    for (int i = 0; i < n; i++) {
-        size_t len = strlen(expected);
-        snprintf(expected + len, sizeof expected - len, "%s%s", names[i],
-                 i + 2 < n ? ", " : i + 2 == n ? " or " : "");
-    }
-    return core_errf(err, "unknown %s '%.40s' (expected %s)", what, s, expected);
-}
 
-static int norm_parse(const char *s, int *out, char *err)
-{
-    return list_parse(s, norm_names, 2, "norm", out, err);
-}
-
-static const char *norm_name(int v)
-{
-    return norm_names[v == CORE_NORM_L2];
-}
-
-static int loss_parse(const char *s, int *out, char *err)
-{
-    return list_parse(s, loss_names, 3, "loss", out, err);
-}
-
-static const char *loss_name(int v)
-{
-    return (unsigned)v < 3 ? loss_names[v] : "ce";
-}
-
-static const enum_ops norm_ops = {norm_parse, norm_name};
-static const enum_ops loss_ops = {loss_parse, loss_name};
 
 /* What an evaluation draws for `advctl images` (adv_images_kind order). */
 static const char *const images_names[ADV_NIMAGES] = {
@@ -103,7 +64,7 @@ static const char *const images_names[ADV_NIMAGES] = {
 
 int adv_images_kind_parse(const char *s, int *out, char *err)
 {
-    return list_parse(s, images_names, ADV_NIMAGES, "images", out, err);
+    return core_name_parse(s, images_names, ADV_NIMAGES, "images", out, err);
 }
 
 const char *adv_images_kind_name(int v)
