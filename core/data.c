@@ -671,6 +671,45 @@ static int pngdir_dataset_load(const char *dir, core_split split, int limit,
 
 /* ------------------------------------------------------------ entry points */
 
+/* ---------------------------------------------------------------- probe */
+
+static int probe_file(const char *path, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) || access(path, R_OK))
+        return core_errf(err, "cannot read '%s': %s", path, strerror(errno));
+    return S_ISREG(st.st_mode) ? 0 : core_errf(err, "'%s' is not a file", path);
+}
+
+static int probe_dir(const char *dir, char *err)
+{
+    struct stat st;
+    if (dir[0] != '/')
+        return core_errf(err, "directory '%s' is not an absolute path", dir);
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return core_errf(err, "'%s' is not a directory", dir);
+    if (stat(dir, &st) || access(dir, R_OK | X_OK))
+        return core_errf(err, "cannot read '%s': %s", dir, strerror(errno));
+    return 0;
+}
+
+int core_data_probe(core_data_format fmt, const char *dir, char *err)
+{
+    static const char *const idx[][2] = {{"train", "images-idx3"}, {"train", "labels-idx1"},
+                                         {"t10k", "images-idx3"}, {"t10k", "labels-idx1"}};
+    char path[PATH_LEN];
+    if (probe_dir(dir, err))
+        return -1;
+    for (int i = 0; fmt == CORE_FORMAT_IDX && i < 4; i++)
+        if (idx_path(dir, idx[i][0], idx[i][1], path, err) || probe_file(path, err))
+            return -1;
+    for (int i = 0; fmt == CORE_FORMAT_CIFAR10 && i < 6; i++)
+        if (cifar_path(dir, i < 5 ? CORE_SPLIT_TRAIN : CORE_SPLIT_TEST, i, path, err) ||
+            probe_file(path, err))
+            return -1;
+    return 0;
+}
+
 int core_data_resolve(const char *name, core_data_format *fmt, char *dir, char *err)
 {
     static const struct {

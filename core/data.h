@@ -50,6 +50,13 @@ typedef enum {
  * dir must hold 4096 bytes. */
 int core_data_resolve(const char *name, core_data_format *fmt, char *dir, char *err);
 
+/* Whether every file the loader of fmt opens in dir (both splits) is
+ * there and readable, without reading it: the folder absolute and
+ * readable; IDX: the four files, .gz or plain; CIFAR-10: the six batches;
+ * a PNG folder: the folder alone (its classes are read at load). 0, or
+ * -1 with "cannot read 'PATH': why" and the like in err. */
+int core_data_probe(core_data_format fmt, const char *dir, char *err);
+
 /* Load one split. limit > 0 keeps only the first limit examples. The result
  * owns its buffers; release with core_dataset_free. */
 int core_dataset_load(core_data_format fmt, const char *dir, core_split split,

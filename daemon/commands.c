@@ -209,9 +209,11 @@ static int train_spec_of(const call *k, const adv_jobspec *s, adv_jobspec *paren
     adv_job p;
     if (get_field_job(k, s->eval.job, "job", "evaluate", &p))
         return -1;
-    /* Not a training job (insert_job says so), or its data set moved since
-     * (the worker will say so): nothing to judge the memory by. */
-    int rc = p.kind == ADV_JOB_EVAL || adv_jobspec_parse_text(p.spec, strlen(p.spec), parent, &e);
+    /* Not a training job (insert_job says so): nothing to judge the
+     * memory by. The parent's spec is decoded, not checked against the
+     * files (no I/O on the loop; a data set moved since fails the worker,
+     * which says so). */
+    int rc = p.kind == ADV_JOB_EVAL || adv_jobspec_decode_text(p.spec, strlen(p.spec), parent, &e);
     adv_job_clear(&p);
     if (rc)
         return *t = NULL, 0;

@@ -131,7 +131,7 @@ static int find_target(advd *d, advd_client *c, const adv_request *req, int own,
         return adv_errorf(e, ADV_E_FORBIDDEN, "job %lld belongs to '%s': you (uid %u) may not "
                           "monitor it", (long long)id, advd_user_name(d, t->job.owner),
                           advd_client_uid(c));
-    if (adv_jobspec_parse_text(t->job.spec, strlen(t->job.spec), &t->spec, e))
+    if (adv_jobspec_decode_text(t->job.spec, strlen(t->job.spec), &t->spec, e))
         return -1;
     adv_ckpt_ref ref = {ADV_CKPT_LATEST, 0};
     const json_t *v = adv_request_arg(req, "checkpoint");

@@ -752,7 +752,7 @@ static char *job_message(advd *d, advd_worker *w, const adv_job *j, size_t *len,
     int rc = -1;
     if (!s || !wj->spec)
         core_errf(err, "out of memory");
-    else if (adv_jobspec_parse_text(j->spec, strlen(j->spec), s, &e))
+    else if (adv_jobspec_decode_text(j->spec, strlen(j->spec), s, &e))
         core_errf(err, "%s", e.msg);
     else if (s->kind == ADV_JOB_TRAIN)
         rc = resume_inputs(d, w, j, wj, err) || (!wj->nresume && init_input(d, j, s, wj, err));

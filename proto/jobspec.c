@@ -440,77 +440,21 @@ static int parse_field(const field *f, const json_t *v, adv_jobspec *s, adv_erro
 
 /* ------------------------------------------------------ the data set */
 
-static int readable_file(const char *path, adv_error *e)
-{
-    struct stat st;
-    if (stat(path, &st) || access(path, R_OK))
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': cannot read '%s': %s",
-                          path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': '%s' is not a file",
-                          path);
-    return 0;
-}
-
-/* DIR/NAME.gz or DIR/NAME, as core/data.c looks for IDX files. */
-static int idx_file(const char *dir, const char *name, adv_error *e)
-{
-    char path[CORE_PATH_JOIN];
-    snprintf(path, sizeof path, "%s/%s.gz", dir, name);
-    if (access(path, F_OK) == 0)
-        return readable_file(path, e);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return readable_file(path, e);
-}
-
-static int check_dir(const char *dir, adv_error *e)
-{
-    struct stat st;
-    if (dir[0] != '/')
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT,
-                          "invalid 'dataset': directory '%s' is not an absolute path", dir);
-    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': '%s' is not a directory",
-                          dir);
-    if (stat(dir, &st) || access(dir, R_OK | X_OK))
-        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': cannot read '%s': %s",
-                          dir, strerror(errno));
-    return 0;
-}
-
-/* Resolve the name, check that every file the worker will open is there
- * and readable, and set the input shape. The contents are not loaded (a
- * submit must answer at once): a truncated or corrupt file fails the job
- * in the worker, with the loader's message. */
-static int check_dataset(adv_train_spec *t, adv_error *e)
+/* The name resolved to a format and folder, and the input shape the
+ * format implies: no I/O (a PNG folder's shape is known only once read). */
+static int resolve_dataset(adv_train_spec *t, adv_error *e)
 {
     char err[CORE_ERRLEN];
     if (core_data_resolve(t->dataset, &t->fmt, t->data_dir, err))
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': %s", err);
-    if (check_dir(t->data_dir, e))
-        return -1;
-    static const char *const idx[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                      "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
-    static const char *const cifar[] = {"data_batch_1.bin", "data_batch_2.bin",
-                                        "data_batch_3.bin", "data_batch_4.bin",
-                                        "data_batch_5.bin", "test_batch.bin"};
-    char path[CORE_PATH_JOIN];
     switch (t->fmt) {
     case CORE_FORMAT_IDX:
         t->shape = (core_shape){1, 28, 28};
         t->nclass = 10;
-        for (int i = 0; i < 4; i++)
-            if (idx_file(t->data_dir, idx[i], e))
-                return -1;
         return 0;
     case CORE_FORMAT_CIFAR10:
         t->shape = (core_shape){3, 32, 32};
         t->nclass = 10;
-        for (int i = 0; i < 6; i++) {
-            snprintf(path, sizeof path, "%s/%s", t->data_dir, cifar[i]);
-            if (readable_file(path, e))
-                return -1;
-        }
         return 0;
     case CORE_FORMAT_PNGDIR:
         /* Image size and class count are known only after reading every
@@ -521,6 +465,18 @@ static int check_dataset(adv_train_spec *t, adv_error *e)
         return 0;
     }
     return adv_errorf(e, ADV_E_INTERNAL, "unknown data format %d", (int)t->fmt);
+}
+
+/* Every file the worker will open is there and readable (core/data.c's
+ * probe). The contents are not loaded (a submit must answer at once): a
+ * truncated or corrupt file fails the job in the worker, with the
+ * loader's message. */
+static int check_files(const adv_train_spec *t, adv_error *e)
+{
+    char err[CORE_ERRLEN];
+    if (core_data_probe(t->fmt, t->data_dir, err))
+        return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "invalid 'dataset': %s", err);
+    return 0;
 }
 
 /* Judge the model for the data set's shape with the spec parser and the
@@ -562,7 +518,7 @@ static int check_train(adv_train_spec *t, adv_error *e)
     core_optim_free(&o);
     if (rc || core_train_cfg_check(c, err))
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "%s", err);
-    return check_dataset(t, e) || check_model(t, e) ? -1 : 0;
+    return resolve_dataset(t, e) || check_model(t, e) ? -1 : 0;
 }
 
 /* APGD-T's targets must be fewer than the classes, known only from the
@@ -696,7 +652,7 @@ static void defaults(adv_jobspec *s)
     }
 }
 
-int adv_jobspec_parse(const json_t *spec, adv_jobspec *s, adv_error *e)
+int adv_jobspec_decode(const json_t *spec, adv_jobspec *s, adv_error *e)
 {
     memset(s, 0, sizeof *s);
     if (parse_kind(spec, s, e))
@@ -719,14 +675,26 @@ int adv_jobspec_parse(const json_t *spec, adv_jobspec *s, adv_error *e)
     if (s->kind == ADV_JOB_TRAIN)
         return check_train(&s->train, e);
     if (s->kind == ADV_JOB_IMPORT)
-        return check_dataset(&s->train, e) || check_model(&s->train, e) ? -1 : 0;
+        return resolve_dataset(&s->train, e) || check_model(&s->train, e) ? -1 : 0;
     s->eval.use_suite = s->eval.suite[0] != '\0';
     if (s->eval.use_suite && json_object_get(spec, "attack"))
         return adv_errorf(e, ADV_E_INVALID_ARGUMENT, "'attack' and 'suite' cannot be used together");
     return check_eval(&s->eval, spec, e);
 }
 
-int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_error *e)
+int adv_jobspec_check_env(const adv_jobspec *s, adv_error *e)
+{
+    return s->kind == ADV_JOB_EVAL ? 0 : check_files(&s->train, e);
+}
+
+int adv_jobspec_parse(const json_t *spec, adv_jobspec *s, adv_error *e)
+{
+    return adv_jobspec_decode(spec, s, e) || adv_jobspec_check_env(s, e) ? -1 : 0;
+}
+
+/* text decoded as JSON, then by decode (adv_jobspec_decode or _parse). */
+static int spec_text(const char *text, size_t len, adv_jobspec *out, adv_error *e,
+                     int (*decode)(const json_t *, adv_jobspec *, adv_error *))
 {
     json_t *v;
     if (adv_proto_decode(text, len, &v, e)) {
@@ -735,9 +703,19 @@ int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_e
         memset(out, 0, sizeof *out);
         return -1;
     }
-    int rc = adv_jobspec_parse(v, out, e);
+    int rc = decode(v, out, e);
     json_decref(v);
     return rc;
+}
+
+int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_error *e)
+{
+    return spec_text(text, len, out, e, adv_jobspec_parse);
+}
+
+int adv_jobspec_decode_text(const char *text, size_t len, adv_jobspec *out, adv_error *e)
+{
+    return spec_text(text, len, out, e, adv_jobspec_decode);
 }
 
 /* ---------------------------------------------------------- encoding */

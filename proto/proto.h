@@ -320,8 +320,13 @@ typedef struct {
 
 /* Validate a spec completely (every key known, every type and range,
  * the data set readable, the model buildable for its shape): 0, or -1
- * with invalid_argument and a message naming the field. */
+ * with invalid_argument and a message naming the field. It is
+ * adv_jobspec_decode (all of it but the files: no I/O, cheap, for a spec
+ * already accepted) then adv_jobspec_check_env (the data set's folder and
+ * files are there and readable: at submit, and in the worker). */
 int adv_jobspec_parse(const json_t *spec, adv_jobspec *out, adv_error *e);
+int adv_jobspec_decode(const json_t *spec, adv_jobspec *out, adv_error *e);
+int adv_jobspec_check_env(const adv_jobspec *s, adv_error *e);
 
 /* What a job will need, from its spec alone (estimate.c: arithmetic, no
  * model built). Zero for a PNG folder, whose shape is known only once read. */
@@ -393,6 +398,7 @@ int adv_train_cost(const adv_train_spec *t, int batch, int threads, adv_job_cost
 void adv_job_cost_describe(const adv_job_cost *c, int batch, char *out, size_t len);
 void adv_bytes_describe(double bytes, char *out, size_t len);  /* "1.5 GiB" */
 int adv_jobspec_parse_text(const char *text, size_t len, adv_jobspec *out, adv_error *e);
+int adv_jobspec_decode_text(const char *text, size_t len, adv_jobspec *out, adv_error *e);
 
 /* The canonical form of a validated spec: every key, defaults filled in,
  * fixed key order. adv_jobspec_canonical gives it as malloc'ed text (what

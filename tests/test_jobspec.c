@@ -359,7 +359,7 @@ START_TEST(test_dataset_errors)
     snprintf(text, sizeof text, "{\"kind\":\"train\",\"dataset\":\"cifar10:%s/mnist\"}", dir);
     expect_bad(text, "data_batch_1.bin': No such file");
     snprintf(text, sizeof text, "{\"kind\":\"train\",\"dataset\":\"mnist:%s/cifar\"}", dir);
-    expect_bad(text, "train-images-idx3-ubyte': No such file");
+    expect_bad(text, "train-images-idx3-ubyte.gz': No such file");
     snprintf(text, sizeof text, "{\"kind\":\"train\",\"dataset\":\"png:%s/mnist/t10k-images-idx3-ubyte\"}", dir);
     expect_bad(text, "is not a directory");
     /* A directory where a file should be. */
@@ -551,6 +551,22 @@ START_TEST(test_keys_for_flags)
 }
 END_TEST
 
+/* Decoding does no I/O: a spec whose data set is gone decodes (the
+ * daemon reads stored specs so), and the environment check names it. */
+START_TEST(test_decode_without_files)
+{
+    const char *text = "{\"kind\":\"train\",\"dataset\":\"mnist:/nonexistent/data\"}";
+    adv_jobspec s;
+    adv_error e;
+    ck_assert_int_eq(adv_jobspec_decode_text(text, strlen(text), &s, &e), 0);
+    ck_assert_str_eq(s.train.data_dir, "/nonexistent/data");
+    ck_assert_int_eq(s.train.shape.c * s.train.shape.h * s.train.shape.w, 784);
+    ck_assert_int_eq(adv_jobspec_check_env(&s, &e), -1);
+    ck_assert_msg(strstr(e.msg, "invalid 'dataset': cannot read '/nonexistent/data'"), "%s", e.msg);
+    ck_assert_int_eq(adv_jobspec_parse_text(text, strlen(text), &s, &e), -1);
+}
+END_TEST
+
 static Suite *suite_jobspec(void)
 {
     Suite *s = suite_create("jobspec");
@@ -565,6 +581,7 @@ static Suite *suite_jobspec(void)
     tcase_add_test(tc, test_messages);
     tcase_add_test(tc, test_import_specs);
     tcase_add_test(tc, test_keys_for_flags);
+    tcase_add_test(tc, test_decode_without_files);
     tcase_add_test(tc, test_cross_field_checks);
     tcase_add_test(tc, test_dataset_errors);
     tcase_add_test(tc, test_model_errors);
