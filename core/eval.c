@@ -100,10 +100,13 @@ int core_eval_range_from(const core_eval_cfg *c, core_model *m, core_attack_ws *
                          const float *x, const int *y, int a, int b, core_eval_at from,
                          const core_eval_hooks *h, core_eval_out *o, char *err)
 {
-    if (c->batch < 1 || a < 0 || b > o->n || a > b || a % c->batch)
+    /* An empty range may sit anywhere: the last rank's, when there are
+     * fewer batches than ranks. */
+    if (c->batch < 1 || a < 0 || b > o->n || a > b || (a % c->batch && a != b))
         return core_errf(err, "invalid evaluation range [%d, %d) of %d examples in batches of %d",
                          a, b, o->n, c->batch);
-    if (from.e < 0 || from.e > c->neps || from.s < a || from.s > b || (from.s - a) % c->batch)
+    if (from.e < 0 || from.e > c->neps || from.s < a || from.s > b ||
+        ((from.s - a) % c->batch && from.s != b))
         return core_errf(err, "invalid resume point: eps index %d, example %d of [%d, %d)",
                          from.e, from.s, a, b);
     size_t dim = core_shape_size(m->in);

@@ -103,9 +103,11 @@ START_TEST(test_ranges_merge_to_the_whole)
     ck_assert(core_eval_robust_acc(&whole, 1) <= core_eval_robust_acc(&whole, 0));
     for (int i = 0; i < N; i++)
         ck_assert(core_eval_survival(&whole, 0)[i] <= whole.clean_ok[i]);
-    /* A range must start on a batch. */
+    /* A range must start on a batch, unless it is empty (a rank left
+     * without a batch when the examples end mid-batch). */
     ck_assert_int_eq(core_eval_range(&c, model, ws, x, y, 5, N, NULL, &part, err), -1);
     ck_assert_msg(strstr(err, "invalid evaluation range [5, 96)"), "%s", err);
+    ck_assert_int_eq(core_eval_range(&c, model, ws, x, y, 50, 50, NULL, &part, err), 0);
     core_eval_out_free(&whole);
     core_eval_out_free(&part);
     core_eval_out_free(&merged);
