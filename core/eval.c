@@ -178,6 +178,22 @@ int core_eval_indicators(const core_eval_cfg *c, core_model *m, core_attack_ws *
     return k;
 }
 
+int core_eval_logits(core_model *m, const core_dataset *ds, const int *idx, int n, float *logits,
+                     int *y, char *err)
+{
+    const size_t dim = core_shape_size(m->in), c = (size_t)m->nclass;
+    float *xb = core_alloc(sizeof(float) * dim * (size_t)m->capacity + 1);
+    if (!xb)
+        return core_errf(err, "out of memory for a batch of %d", m->capacity);
+    for (int off = 0; off < n; off += m->capacity) {
+        int k = n - off < m->capacity ? n - off : m->capacity;
+        core_dataset_gather(ds, idx + off, k, xb, y + off);
+        core_model_logits(m, xb, k, logits + c * off);
+    }
+    core_free(xb);
+    return 0;
+}
+
 int core_eval_corruptions(core_model *m, const float *x, const int *y, int a, int b, int batch,
                           uint64_t seed, const core_eval_hooks *h,
                           double correct[CORE_NCORRUPTIONS][CORE_SEVERITIES], char *err)

@@ -97,6 +97,12 @@ static inline uint8_t *core_eval_survival(const core_eval_out *o, int e)
     return o->survival + (size_t)e * (size_t)o->n;
 }
 
+/* The logits (n x the model's classes) and labels of examples idx[0..n)
+ * of ds, gathered and scored a capacity at a time: what a temperature is
+ * fitted on. */
+int core_eval_logits(core_model *m, const core_dataset *ds, const int *idx, int n, float *logits,
+                     int *y, char *err);
+
 /* Corruption accuracy (corrupt.h: every family at severities 1 to
  * CORE_SEVERITIES) of examples [a, b) of x, y: the correct counts into
  * correct[family][severity - 1], added to what is there, so ranges (or

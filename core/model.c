@@ -4,6 +4,7 @@
  */
 #include "model.h"
 
+#include "loss.h"
 #include "rng.h"
 
 #include <ctype.h>
@@ -625,6 +626,26 @@ const float *core_model_forward(core_model *m, const float *x, int n)
         x = l->y;
     }
     return x;
+}
+
+void core_model_logits(core_model *m, const float *x, int n, float *logits)
+{
+    const size_t dim = core_shape_size(m->in), c = (size_t)m->nclass;
+    for (int off = 0; off < n; off += m->capacity) {
+        int k = n - off < m->capacity ? n - off : m->capacity;
+        memcpy(logits + c * off, core_model_forward(m, x + dim * off, k), sizeof(float) * c * k);
+    }
+}
+
+void core_model_predict(core_model *m, const float *x, int n, int *pred)
+{
+    const size_t dim = core_shape_size(m->in);
+    for (int off = 0; off < n; off += m->capacity) {
+        int k = n - off < m->capacity ? n - off : m->capacity;
+        const float *z = core_model_forward(m, x + dim * off, k);
+        for (int i = 0; i < k; i++)
+            pred[off + i] = core_argmax(z + (size_t)i * m->nclass, m->nclass);
+    }
 }
 
 static void relu_backward(const core_model *m, const float *y, const float *dy, float *dx,

@@ -113,6 +113,11 @@ int core_model_reserve(core_model *m, int batch, char *err);
  * valid until the next forward. x must stay alive until backward. */
 const float *core_model_forward(core_model *m, const float *x, int n);
 
+/* The logits (n x nclass) and the predicted classes of any number of
+ * examples, in passes of the model's capacity. */
+void core_model_logits(core_model *m, const float *x, int n, float *logits);
+void core_model_predict(core_model *m, const float *x, int n, int *pred);
+
 /* Backward pass from dlogits (n x nclass) of the last forward. Accumulates
  * parameter gradients into m->grads when param_grads is set; writes the
  * gradient with respect to the input into dx when dx is not NULL. */

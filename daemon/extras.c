@@ -109,28 +109,6 @@ static int adversarial(const advd_extras *x, const float *in, const int *y, int 
     return 0;
 }
 
-/* logits (n x classes) of n examples. */
-static void logits_of(const advd_extras *x, const float *in, int n, float *logits)
-{
-    const size_t dim = core_shape_size(x->m->in), c = (size_t)x->m->nclass;
-    for (int off = 0; off < n; off += x->batch) {
-        int k = batch_of(x, off, n);
-        memcpy(logits + c * off, core_model_forward(x->m, in + dim * off, k),
-               sizeof(float) * c * k);
-    }
-}
-
-static void predictions(const advd_extras *x, const float *in, int n, int *pred)
-{
-    const size_t dim = core_shape_size(x->m->in);
-    for (int off = 0; off < n; off += x->batch) {
-        int k = batch_of(x, off, n);
-        const float *z = core_model_forward(x->m, in + dim * off, k);
-        for (int i = 0; i < k; i++)
-            pred[off + i] = core_argmax(z + (size_t)i * x->m->nclass, x->m->nclass);
-    }
-}
-
 /* data stolen. */
 static void send_report(const advd_extras *x, const char *kind, json_t *data)
 {
@@ -173,33 +151,27 @@ static int fit_temperature(const advd_extras *x, double *t, const char **fit_on,
     const adv_train_spec *ts = &x->parent->train;
     core_dataset tr = {0};
     core_data_split split = {0};
-    float *xb = NULL, *logits = NULL;
+    float *logits = NULL;
     int *yb = NULL, rc = -1;
-    const size_t dim = core_shape_size(x->m->in);
     if (core_dataset_load(ts->fmt, ts->data_dir, CORE_SPLIT_TRAIN, ts->train_limit, &tr, x->err) ||
         core_data_split_make(tr.n, ts->cfg.val_size < tr.n ? ts->cfg.val_size : 0, ts->cfg.seed,
                              &split, x->err))
         goto out;
     const int *idx = split.nval ? split.val : split.train;
     int n = split.nval ? split.nval : (split.ntrain < FIT_FALLBACK ? split.ntrain : FIT_FALLBACK);
-    xb = core_alloc(sizeof(float) * dim * x->batch);
-    yb = core_alloc(sizeof(int) * n);
-    logits = core_alloc(sizeof(float) * (size_t)x->m->nclass * n);
-    if (!xb || !yb || !logits) {
+    yb = core_alloc(sizeof(int) * n + 1);
+    logits = core_alloc(sizeof(float) * (size_t)x->m->nclass * n + 1);
+    if (!yb || !logits) {
         core_errf(x->err, "out of memory for %d validation examples", n);
         goto out;
     }
-    for (int off = 0; off < n; off += x->batch) {
-        int k = batch_of(x, off, n);
-        core_dataset_gather(&tr, idx + off, k, xb, yb + off);
-        logits_of(x, xb, k, logits + (size_t)x->m->nclass * off);
-    }
+    if (core_eval_logits(x->m, &tr, idx, n, logits, yb, x->err))
+        goto out;
     *t = core_temperature_fit(logits, yb, n, x->m->nclass);
     *fit_on = split.nval ? "validation" : "train";
     *fit_n = n;
     rc = 0;
 out:
-    core_free(xb);
     core_free(yb);
     core_free(logits);
     core_data_split_free(&split);
@@ -226,9 +198,9 @@ static int calibration_logits(const advd_extras *x, float *clean, float *adv, fl
         memset(adv, 0, sizeof(float) * c * x->n);
     if (adv && adversarial(x, x->x + dim * a, x->y + a, b - a, a, xadv + dim * a))
         return -1;
-    logits_of(x, x->x + dim * a, b - a, clean + c * a);
+    core_model_logits(x->m, x->x + dim * a, b - a, clean + c * a);
     if (adv)
-        logits_of(x, xadv + dim * a, b - a, adv + c * a);
+        core_model_logits(x->m, xadv + dim * a, b - a, adv + c * a);
     return core_dist_sum(x->dist, clean, c * x->n, CORE_DIST_F32, x->err) ||
            (adv && core_dist_sum(x->dist, adv, c * x->n, CORE_DIST_F32, x->err));
 }
@@ -457,7 +429,7 @@ static void classes_of(const advd_extras *x, int n, int *cls)
         for (int i = 0; i < n; i++)
             cls[i] = x->es->explain_class;
     else
-        predictions(x, x->x, n, cls);
+        core_model_predict(x->m, x->x, n, cls);
 }
 
 /* Maps of examples off..off+k-1 for cls (NULL: the predictions, which
@@ -472,7 +444,7 @@ static int explained_maps(const advd_extras *x, const core_explain_cfg *cfg, con
     if (cfg->method != CORE_EXPLAIN_GAUSSIAN && cfg->method != CORE_EXPLAIN_LIME)
         return core_explain(cfg, x->m, in, cls, k, stream, attr, pred, x->err);
     if (pred)
-        predictions(x, in, k, pred);
+        core_model_predict(x->m, in, k, pred);
     return core_surrogate_explain(&cfg->sur, cfg->method == CORE_EXPLAIN_LIME
                                                  ? CORE_SURROGATE_LIME
                                                  : CORE_SURROGATE_GAUSSIAN,
@@ -785,8 +757,8 @@ static int images_adversarial(const advd_extras *x, int n, text_buf *idx)
     }
     if (adversarial(x, x->x, x->y, n, 0, xadv))
         goto out;
-    predictions(x, x->x, n, pc);
-    predictions(x, xadv, n, pa);
+    core_model_predict(x->m, x->x, n, pc);
+    core_model_predict(x->m, xadv, n, pa);
     /* The perturbation, grey at zero and black/white at -eps/+eps. */
     float scale = a.eps > 0 ? a.eps : 1.0f;
     if (a.norm == CORE_NORM_L2) {
@@ -926,7 +898,7 @@ static int images_corruptions(const advd_extras *x, text_buf *idx)
             if (core_corrupt((core_corruption)c, sev, x->x, img, 1, s, x->es->seed,
                              CORE_EVAL_STREAM_CORRUPT + ((uint64_t)(c * 8 + sev) << 32), x->err))
                 goto out;
-            predictions(x, img, 1, &pred);
+            core_model_predict(x->m, img, 1, &pred);
             core_canvas_image(&cv, c, sev, img, s);
             fprintf(idx->f, "\t%s", class_name(x, pred));
         }
