@@ -146,6 +146,23 @@ static void fab_step(const fab_batch *b, int i, float *x1, float *d1, float *d2,
     }
 }
 
+/* The first round's iterate, to the indicators' hook (attack_internal.h)
+ * when one is set: FAB's loss z_t - z_y (ws->loss) and whether the iterate
+ * is adversarial within eps (FAB's iterates may lie beyond it). */
+static void fab_trace(const fab_batch *b, const float *x1)
+{
+    core_attack_ws *ws = b->ws;
+    if (!ws->trace || b->round != 0)
+        return;
+    uint8_t *met = ws->ex_flag;
+    for (int i = 0; i < b->n; i++) {
+        size_t off = (size_t)i * ws->dim;
+        met[i] = ws->loss[i] > 0.0f &&
+                 linf_dist(x1 + off, b->x + off, ws->dim) <= b->cfg->eps;
+    }
+    ws->trace(ws->trace_ctx, b->ids, ws->loss, met, b->n);
+}
+
 /* One round on a contiguous batch: result rows into out (x where nothing
  * within eps was found), success into fooled. */
 static void fab_run_batch(const fab_batch *b, float *out, uint8_t *fooled)
@@ -164,6 +181,7 @@ static void fab_run_batch(const fab_batch *b, float *out, uint8_t *fooled)
         dist[i] = INFINITY;
     for (int it = 0; it < cfg->steps; it++) {
         fab_gradient(b, x1);
+        fab_trace(b, x1);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++)
             fab_step(b, i, x1 + (size_t)i * dim, ws->row[2] + (size_t)i * dim,
@@ -183,6 +201,10 @@ static void fab_run_batch(const fab_batch *b, float *out, uint8_t *fooled)
             for (size_t j = 0; j < dim; j++)
                 xi[j] = x0[j] + FAB_BETA * (xi[j] - x0[j]);
         }
+    }
+    if (ws->trace && b->round == 0) { /* the last iterate's point of the path */
+        fab_gradient(b, x1);
+        fab_trace(b, x1);
     }
     for (int i = 0; i < n; i++) {
         fooled[i] = dist[i] <= cfg->eps;

@@ -141,19 +141,21 @@ static void apgd_trace_fn(void *vctx, const int *ids, const float *loss, const u
     t->step++;
 }
 
-static int is_apgd(core_attack_kind k)
+/* APGD and FAB report their path through the workspace's hook. */
+static int by_hook(core_attack_kind k)
 {
-    return k == CORE_ATTACK_APGD_CE || k == CORE_ATTACK_APGD_T;
+    return k == CORE_ATTACK_APGD_CE || k == CORE_ATTACK_APGD_T || k == CORE_ATTACK_FAB_T;
 }
 
 /* The attack's path: FGSM's and PGD's first restart through core_ascent
- * (the last point's loss added after), APGD's first round through its
- * hook (its start and every iteration). The returned point into xs. */
+ * (the last point's loss added after), APGD's and FAB's first round
+ * through their hook (APGD: its start and every iteration; FAB: every
+ * iterate, its loss z_t - z_y). The returned point into xs. */
 static int run_traced(const core_attack_cfg *cfg, core_model *m, core_attack_ws *ws,
                       const float *x, const int *y, int n, uint64_t stream, float *xs,
                       trace *t, int steps, char *err)
 {
-    if (!is_apgd(cfg->kind)) {
+    if (!by_hook(cfg->kind)) {
         core_ascent_cfg a = core_attack_ascent(cfg);
         const float *z;
         core_ascent(&a, m, ws, x, n, stream, trace_fn, t, xs);
@@ -171,7 +173,7 @@ static int traced_path(const core_attack_cfg *cfg, core_model *m, core_attack_ws
                        const float *x, const int *y, int n, uint64_t stream, float *xs,
                        core_indicators *out, char *err)
 {
-    int steps = is_apgd(cfg->kind) ? cfg->steps : core_attack_ascent(cfg).steps;
+    int steps = by_hook(cfg->kind) ? cfg->steps : core_attack_ascent(cfg).steps;
     trace t = {.loss = loss_of(cfg, y), .n = n};
     t.path = calloc(((size_t)steps + 1) * (size_t)n, sizeof(float));
     t.met = calloc((size_t)n, 1);
@@ -242,7 +244,7 @@ int core_indicators_run(const core_attack_cfg *cfg, core_model *m, core_attack_w
         clean_point(m, ws, &ctx, x, y, n, l0, out);
         unstable(cfg, m, ws, &ctx, x, n, stream, l0, xs, out);
     }
-    if (rc == 0 && cfg->kind != CORE_ATTACK_FAB_T)
+    if (rc == 0)
         rc = traced_path(cfg, m, ws, x, y, n, stream, xs, out, err);
     if (rc == 0)
         rc = unconstrained(cfg, m, ws, x, y, n, stream, xs, out, err);

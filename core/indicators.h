@@ -21,11 +21,12 @@
  *                      leaves correctly classified examples correct.
  *
  * The path indicators need the attack's own path: FGSM's and PGD's are
- * traced exactly (their first restart, through core_ascent), APGD's too
- * (its first round, through a hook in apgd.c; APGD returns a
- * misclassified iterate whenever it met one, so its silent successes are
- * 0 by construction). FAB's path minimises a distance, not a loss: for
- * FAB-T traced is 0 and the two stay unmeasured. All of it is untargeted (a targeted PGD is measured as its
+ * traced exactly (their first restart, through core_ascent), APGD's and
+ * FAB-T's too (their first round, through a hook in apgd.c and fab.c;
+ * FAB's loss is z_t - z_y at each iterate, and a point met counts when it
+ * is adversarial within eps, FAB's iterates roaming beyond it). Both
+ * return an adversarial point whenever they met one within eps, so their
+ * silent successes are 0 by construction. All of it is untargeted (a targeted PGD is measured as its
  * untargeted self) and deterministic for a given stream.
  */
 #ifndef CORE_INDICATORS_H
@@ -43,7 +44,7 @@
 typedef struct {
     int n;                  /* examples examined */
     int correct;            /* of them, correctly classified as they are */
-    int traced;             /* examples whose path was traced (0: FAB) */
+    int traced;             /* examples whose path was traced */
     int silent;             /* of those, silent successes */
     int failed;             /* of those, correct at the returned point */
     int incomplete;         /* of the failed, loss still rising at the end */

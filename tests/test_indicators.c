@@ -114,8 +114,8 @@ START_TEST(sound_model_is_quiet)
 END_TEST
 
 /* An attack cut to 2 steps: its loss still rises at the end (PGD through
- * core_ascent, APGD through its hook, which never returns a point short
- * of one it met: no silent success). */
+ * core_ascent, APGD and FAB-T through their hook; neither returns a point
+ * short of one it met: no silent success). */
 static void cut_to_two_steps(core_attack_kind kind, const char *warning)
 {
     float x[N * DIM];
@@ -124,6 +124,7 @@ static void cut_to_two_steps(core_attack_kind kind, const char *warning)
     core_model *m = template_model(0.25f);
     core_attack_cfg cfg = core_attack_defaults(kind, 0.03f);
     cfg.steps = 2;
+    cfg.n_targets = cfg.n_targets < NC - 1 ? cfg.n_targets : NC - 1; /* FAB-T's */
     core_warnings w;
     core_indicators ind = measure(&cfg, m, x, y, N, &w);
     ck_assert_int_eq(ind.traced, N);
@@ -148,6 +149,14 @@ START_TEST(apgd_two_steps_are_incomplete)
     cut_to_two_steps(CORE_ATTACK_APGD_CE, "incomplete optimisation: apgd-ce's loss still rises "
                                           "over its last 2 steps for 20 of the 20 examples it "
                                           "failed on at eps 0.03");
+}
+END_TEST
+
+START_TEST(fab_two_steps_are_incomplete)
+{
+    cut_to_two_steps(CORE_ATTACK_FAB_T, "incomplete optimisation: fab-t's loss still rises over "
+                                        "its last 2 steps for 20 of the 20 examples it failed on "
+                                        "at eps 0.03");
 }
 END_TEST
 
@@ -274,6 +283,7 @@ static Suite *suite_indicators(void)
     tcase_add_test(tc, sound_model_is_quiet);
     tcase_add_test(tc, two_steps_are_incomplete);
     tcase_add_test(tc, apgd_two_steps_are_incomplete);
+    tcase_add_test(tc, fab_two_steps_are_incomplete);
     tcase_add_test(tc, zero_gradient_layer);
     tcase_add_test(tc, silent_success_on_a_tent);
     tcase_add_test(tc, unstable_predictions);
