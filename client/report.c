@@ -70,7 +70,7 @@ int rep_is_drawing(const json_t *eval)
     return *kind && strcmp(kind, "none");
 }
 
-static void when(const json_t *v, char *buf, size_t len)
+void rep_when(const json_t *v, char *buf, size_t len)
 {
     if (!json_is_number(v)) {
         snprintf(buf, len, "-");
@@ -284,7 +284,7 @@ static void overview_cell(FILE *f, const report_job *j, const overview_row *row)
         }
         break;
     case ROW_TIME:
-        when(json_object_get(st, row->key), b, sizeof b);
+        rep_when(json_object_get(st, row->key), b, sizeof b);
         cell_text(f, b);
         break;
     case ROW_METRIC:
@@ -412,7 +412,7 @@ static void checkpoints(FILE *f, const report *r)
             cell_num(f, ctl_number(k, "val_robust_acc"), "%.1f", 100);
             cell_text(f, json_is_true(json_object_get(k, "best")) ? "best" : "");
             cell_num(f, ctl_number(k, "size"), "%.0f", 1);
-            when(json_object_get(k, "created"), b, sizeof b);
+            rep_when(json_object_get(k, "created"), b, sizeof b);
             cell_text(f, b);
             fputs("</tr>\n", f);
         }

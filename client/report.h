@@ -38,6 +38,8 @@ void rep_todo(FILE *f, const char *what, const char *fmt, ...)
 const char *rep_job_name(const report *r, int i);
 /* The latest report of kind ("calibration", ...) of a job's evaluations. */
 const json_t *rep_latest_report(const report_job *j, const char *kind);
+/* A time in Unix seconds as local "YYYY-MM-DD HH:MM:SS" ("-": none). */
+void rep_when(const json_t *v, char *buf, size_t len);
 /* 1 when an evaluation row came from a picture-drawing job (advctl images). */
 int rep_is_drawing(const json_t *eval);
 

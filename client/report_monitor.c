@@ -9,9 +9,7 @@
  */
 #include "client/report.h"
 
-#include <math.h>
-#include <string.h>
-#include <time.h>
+#include <stdio.h>
 
 static const json_t *windows_of(const report_job *j)
 {
@@ -61,9 +59,7 @@ static void window_row(FILE *f, const json_t *w)
     static const char *const pk[] = {"bbsd_p", "entropy_p", "confidence_p", "chi2_p", "mmd_p"};
     int alarm = json_is_true(json_object_get(w, "alarm"));
     char when[32];
-    time_t t = (time_t)ctl_number(w, "time");
-    struct tm tm;
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+    rep_when(json_object_get(w, "time"), when, sizeof when);
     fprintf(f, "<tr%s><td class=\"num\">%lld</td><td>%s</td><td class=\"num\">%lld</td><td>%s</td>",
             alarm ? " class=\"warn\"" : "", (long long)ctl_number(w, "seq"), when,
             (long long)ctl_number(w, "n"), alarm ? "<b>ALARM</b>" : "-");

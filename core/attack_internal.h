@@ -30,14 +30,15 @@
  *   ex_*       per-example state of PGD restarts, APGD, Square and FAB
  *   c*         the attack-level compaction (APGD and FAB rounds)
  *   s*         the suite-level compaction
- *   trace      indicators.c's hook into APGD's path (NULL: none)
+ *   trace      indicators.c's hook into APGD's and FAB's paths (NULL: none)
  */
 struct core_attack_ws {
     int cap, nclass;
     size_t dim;
-    /* Called after every evaluation of APGD's first round (its start, then
-     * each iteration) with the examples' ids (their places in the caller's
-     * batch), their losses and whether each point is misclassified. */
+    /* Called for every point of APGD's and FAB's first round (APGD: its
+     * start, then each iteration; FAB: each iterate, then the last) with
+     * the examples' ids (their places in the caller's batch), their losses
+     * and whether each point is adversarial (FAB: within eps). */
     void (*trace)(void *ctx, const int *ids, const float *loss, const uint8_t *fooled, int n);
     void *trace_ctx;
     float *row[6];

@@ -686,9 +686,10 @@ static int probe_dir(const char *dir, char *err)
     struct stat st;
     if (dir[0] != '/')
         return core_errf(err, "directory '%s' is not an absolute path", dir);
-    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+    int there = stat(dir, &st) == 0;
+    if (there && !S_ISDIR(st.st_mode))
         return core_errf(err, "'%s' is not a directory", dir);
-    if (stat(dir, &st) || access(dir, R_OK | X_OK))
+    if (!there || access(dir, R_OK | X_OK))
         return core_errf(err, "cannot read '%s': %s", dir, strerror(errno));
     return 0;
 }

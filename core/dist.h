@@ -28,7 +28,6 @@ struct core_dist {
     int (*bcast)(core_dist *d, void *buf, size_t len, char *err);
     double sum_seconds;         /* time spent in sum, for benchmarks */
     long sum_calls;
-    void *impl;
 };
 
 static inline int core_dist_rank(const core_dist *d)

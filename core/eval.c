@@ -124,6 +124,17 @@ int core_eval_range_from(const core_eval_cfg *c, core_model *m, core_attack_ws *
     return rc;
 }
 
+int core_eval_out_sum(core_eval_out *o, core_dist *d, char *err)
+{
+    size_t n = (size_t)o->n;
+    if (core_dist_sum(d, o->clean_ok, n, CORE_DIST_U8, err) ||
+        core_dist_sum(d, o->survival, n * (size_t)o->neps, CORE_DIST_U8, err))
+        return -1;
+    if (!o->adv_logits)
+        return 0;
+    return core_dist_sum(d, o->adv_logits, n * (size_t)o->nclass, CORE_DIST_F32, err);
+}
+
 void core_eval_merge(core_eval_out *dst, const core_eval_out *src, int a, int b)
 {
     size_t k = (size_t)(b - a);
@@ -254,8 +265,7 @@ int core_eval_final(const core_final_cfg *c, core_model *m, core_attack_ws *ws,
     core_dist_range(ds->n, c->batch, core_dist_rank(c->dist), core_dist_size(c->dist), &a, &b);
     int rc = core_eval_out_alloc(&ec, ds->n, m->nclass, out, err) || gather_all(ds, &x, &y, err) ||
              core_eval_range(&ec, m, ws, x, y, a, b, NULL, out, err) ||
-             core_dist_sum(c->dist, out->clean_ok, (size_t)ds->n, CORE_DIST_U8, err) ||
-             core_dist_sum(c->dist, out->survival, (size_t)ds->n, CORE_DIST_U8, err);
+             core_eval_out_sum(out, c->dist, err);
     core_free(x);
     core_free(y);
     return rc ? -1 : 0;

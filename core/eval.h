@@ -87,6 +87,10 @@ int core_eval_range_from(const core_eval_cfg *c, core_model *m, core_attack_ws *
                          const float *x, const int *y, int a, int b, core_eval_at from,
                          const core_eval_hooks *h, core_eval_out *o, char *err);
 
+/* Every rank's rows of o summed into every rank's o (each zero outside
+ * its range): the rows of the whole set. Nothing for one process. */
+int core_eval_out_sum(core_eval_out *o, core_dist *d, char *err);
+
 /* Copy examples [a, b) of src's rows into dst's (another process's part). */
 void core_eval_merge(core_eval_out *dst, const core_eval_out *src, int a, int b);
 

@@ -128,9 +128,9 @@ static int still_rising(const float *path, int len, int n)
     return (best - at_from) / (hi - lo) > CORE_IND_RISE;
 }
 
-/* APGD's hook (attack_internal.h): its first round's points, by the
- * examples' places in the batch. */
-static void apgd_trace_fn(void *vctx, const int *ids, const float *loss, const uint8_t *met,
+/* The workspace's hook (attack_internal.h) for APGD and FAB: their first
+ * round's points, by the examples' places in the batch. */
+static void hook_trace_fn(void *vctx, const int *ids, const float *loss, const uint8_t *met,
                           int k)
 {
     trace *t = vctx;
@@ -162,7 +162,7 @@ static int run_traced(const core_attack_cfg *cfg, core_model *m, core_attack_ws 
         losses_at(m, ws, &t->loss, xs, n, t->path + (size_t)steps * n, &z);
         return 0;
     }
-    ws->trace = apgd_trace_fn;
+    ws->trace = hook_trace_fn;
     ws->trace_ctx = t;
     int rc = core_attack_run(cfg, m, ws, x, y, NULL, n, stream, xs, NULL, err);
     ws->trace = NULL;

@@ -26,8 +26,9 @@
  * FAB's loss is z_t - z_y at each iterate, and a point met counts when it
  * is adversarial within eps, FAB's iterates roaming beyond it). Both
  * return an adversarial point whenever they met one within eps, so their
- * silent successes are 0 by construction. All of it is untargeted (a targeted PGD is measured as its
- * untargeted self) and deterministic for a given stream.
+ * silent successes are 0 by construction. All of it is untargeted (a
+ * targeted PGD is measured as its untargeted self) and deterministic for
+ * a given stream.
  */
 #ifndef CORE_INDICATORS_H
 #define CORE_INDICATORS_H

@@ -90,7 +90,6 @@ static core_attack_cfg adv_attack(const advd_extras *x, const char **name)
     return a;
 }
 
-/* out = adversarial versions of n examples of in. */
 /* Adversarial examples of n inputs, the first being example `first` of
  * the evaluated set (its batches' noise is keyed by their place in it). */
 static int adversarial(const advd_extras *x, const float *in, const int *y, int n, int first,

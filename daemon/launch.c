@@ -14,10 +14,8 @@ static const char *const names[] = {"local", "mpirun", "slurm"};
 
 int advd_launcher_parse(const char *s, int *out)
 {
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (!strcmp(s, names[i]))
-            return *out = i, 0;
-    return -1;
+    int k = core_name_index(s, names, (int)(sizeof names / sizeof names[0]));
+    return k < 0 ? -1 : (*out = k, 0);
 }
 
 const char *advd_launcher_name(int l)

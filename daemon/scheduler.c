@@ -416,36 +416,36 @@ static void on_worker_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     worker_check_end(w);
 }
 
-/* Each line the worker wrote on stderr into the daemon's log (an MPI
- * worker's begin "rank N: "; mpirun's and srun's own say which rank
- * ended how). */
-static void log_stderr(advd_worker *w, const char *p, size_t n, int flush)
+/* The stderr line gathered so far into the daemon's log (an MPI worker's
+ * begin "rank N: "; mpirun's and srun's own say which rank ended how). */
+static void log_line(advd_worker *w)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n' && w->line_len < sizeof w->line - 1)
+    if (w->line_len)
+        advd_log(w->d, "job %lld: worker: %.*s", (long long)w->job, (int)w->line_len, w->line);
+    w->line_len = 0;
+}
+
+/* Each line the worker writes on stderr, cut to LOG_LINE_MAX, logged. */
+static void log_stderr(advd_worker *w, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\n')
+            log_line(w);
+        else if (w->line_len < sizeof w->line - 1)
             w->line[w->line_len++] = p[i];
-        if (p[i] != '\n')
-            continue;
-        if (w->line_len)
-            advd_log(w->d, "job %lld: worker: %.*s", (long long)w->job, (int)w->line_len,
-                     w->line);
-        w->line_len = 0;
-    }
-    if (flush && w->line_len)
-        log_stderr(w, "\n", 1, 0);
 }
 
 static void on_worker_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     advd_worker *w = s->data;
     if (n < 0) {
-        log_stderr(w, "", 0, 1);
+        log_line(w); /* a last line without its newline */
         uv_read_stop(s);
         w->err_eof = 1;
         worker_check_end(w);
         return;
     }
-    log_stderr(w, buf->base, (size_t)n, 0);
+    log_stderr(w, buf->base, (size_t)n);
     size_t k = (size_t)n > TAIL_MAX ? TAIL_MAX : (size_t)n;
     const char *src = buf->base + (size_t)n - k;
     if (w->tail_len + k > TAIL_MAX) {

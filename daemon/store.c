@@ -64,13 +64,12 @@
 #include <time.h>
 #include <dirent.h>
 #include <errno.h>
-
-#include "daemon/evalstate.h"
 #include <limits.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
 #include "daemon/ckptfile.h"
+#include "daemon/evalstate.h"
 
 /* Now in Unix seconds, as now() gives it, inside SQL (triggers). */
 #define SQL_NOW "((julianday('now') - 2440587.5) * 86400.0)"
@@ -368,20 +367,26 @@ __attribute__((format(printf, 3, 4))) static int db_err(adv_store *st, char *err
     return core_errf(err, "cannot %s: %s", what, sqlite3_errmsg(st->db));
 }
 
+/* *s, prepared from text on first use and kept; reset, no bindings. */
+static sqlite3_stmt *kept(adv_store *st, sqlite3_stmt **s, const char *text, const char *which,
+                          int id, char *err)
+{
+    if (*s) {
+        sqlite3_reset(*s);
+        sqlite3_clear_bindings(*s);
+        return *s;
+    }
+    if (sqlite3_prepare_v3(st->db, text, -1, SQLITE_PREPARE_PERSISTENT, s, NULL)) {
+        db_err(st, err, "prepare %s %d", which, id);
+        return NULL;
+    }
+    return *s;
+}
+
 /* The statement, prepared on first use and reset with no bindings. */
 static sqlite3_stmt *prep(adv_store *st, int id, char *err)
 {
-    sqlite3_stmt *s = st->stmt[id];
-    if (s) {
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
-        return s;
-    }
-    if (sqlite3_prepare_v3(st->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[id], NULL)) {
-        db_err(st, err, "prepare statement %d", id);
-        return NULL;
-    }
-    return st->stmt[id];
+    return kept(st, &st->stmt[id], sql[id], "statement", id, err);
 }
 
 /* Run a statement that returns no rows to its end. */
@@ -600,17 +605,7 @@ sqlite3_stmt *adv_store_slot(adv_store *st, int slot, const char *sql, char *err
         core_errf(err, "no statement slot %d", slot);
         return NULL;
     }
-    sqlite3_stmt **s = &st->slot[slot];
-    if (*s) {
-        sqlite3_reset(*s);
-        sqlite3_clear_bindings(*s);
-        return *s;
-    }
-    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL)) {
-        db_err(st, err, "prepare statement of slot %d", slot);
-        return NULL;
-    }
-    return *s;
+    return kept(st, &st->slot[slot], sql, "statement of slot", slot, err);
 }
 
 void adv_store_close(adv_store *st)

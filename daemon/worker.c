@@ -848,16 +848,7 @@ static int eval_ranks(worker *w, eval_run *r, const core_eval_hooks *hooks)
     w->run = NULL;
     if (rc == 1)
         return core_errf(w->err, "stopped before the evaluation finished");
-    if (rc || !w->dist)
-        return rc;
-    core_eval_out *o = &r->out;
-    size_t n = (size_t)o->n;
-    if (core_dist_sum(w->dist, o->clean_ok, n, CORE_DIST_U8, w->err) ||
-        core_dist_sum(w->dist, o->survival, n * (size_t)o->neps, CORE_DIST_U8, w->err) ||
-        (o->adv_logits &&
-         core_dist_sum(w->dist, o->adv_logits, n * (size_t)o->nclass, CORE_DIST_F32, w->err)))
-        return -1;
-    return 0;
+    return rc ? rc : core_eval_out_sum(&r->out, w->dist, w->err);
 }
 
 static int run_eval(worker *w, const adv_jobspec *parent)
@@ -948,8 +939,11 @@ static int share_job(worker *w)
         rc = core_dist_bcast(w->dist, line, len, w->err);
     adv_error e;
     if (rc == 0 && w->rank != 0 && len > 0) {
-        if (adv_wmsg_decode(line, len, &w->first, &e) || w->first.type != ADV_W_JOB)
+        if (adv_wmsg_decode(line, len, &w->first, &e))
             rc = core_errf(w->err, "rank 0's job line does not decode: %s", e.msg);
+        else if (w->first.type != ADV_W_JOB)
+            rc = core_errf(w->err, "rank 0 sent a '%s' line, not the job",
+                           adv_wtype_name(w->first.type));
         else
             w->job = &w->first.u.job;
     }

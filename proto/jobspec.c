@@ -18,13 +18,10 @@
 #include "core/corrupt.h"
 #include "core/units.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 _Static_assert(sizeof(core_opt_kind) == sizeof(int), "enums are stored through int");
 
@@ -54,8 +51,6 @@ CORE_ENUM(attack, core_attack_kind, core_attack_kind_parse, core_attack_kind_nam
 
 CORE_ENUM(norm, core_norm, core_norm_parse, core_norm_name)
 CORE_ENUM(loss, core_attack_loss, core_attack_loss_parse, core_attack_loss_name)
-
-
 
 /* What an evaluation draws for `advctl images` (adv_images_kind order). */
 static const char *const images_names[ADV_NIMAGES] = {
